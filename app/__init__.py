@@ -1,0 +1,3 @@
+"""Conveyor: durable background jobs on Celery."""
+
+from __future__ import annotations

@@ -1,0 +1,177 @@
+"""The one Celery application, configured from settings and nothing else.
+
+``celery -A app.celery worker`` finds ``app`` here. Every reliability knob is
+set in :func:`celery_config`, each with the reason it is there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from app.producer import check_registered, publishing
+from beat.defaults import DEFAULT_SCHEDULES
+from config.settings import DEAD_LETTER_QUEUE, QUEUES, Settings, get_settings
+
+#: Modules whose tasks every worker and producer registers.
+TASK_MODULES = ("tasks.demo", "tasks.health", "tasks.emails", "tasks.reports", "tasks.maintenance")
+
+#: Task name prefix → queue. Anything else goes to ``default``.
+ROUTES: dict[str, str] = {
+    "health.*": "critical",
+    "emails.*": "emails",
+    "reports.*": "reports",
+    "maintenance.*": "background",
+}
+
+#: RabbitMQ message priorities run 0..MAX_PRIORITY within a queue.
+MAX_PRIORITY = 9
+
+
+def task_queues(settings: Settings) -> list[Queue]:
+    """The five work queues, most urgent first."""
+    exchange = Exchange("conveyor", type="direct", durable=True)
+    arguments: dict[str, Any] = {}
+    if not settings.broker.is_redis:
+        arguments["x-max-priority"] = MAX_PRIORITY
+    return [
+        Queue(name, exchange, routing_key=name, durable=True, queue_arguments=arguments or None)
+        for name in QUEUES
+    ]
+
+
+def dead_letter_queue() -> Queue:
+    """Where failed jobs wait for an operator; declared on first use, consumed by no worker."""
+    return Queue(
+        DEAD_LETTER_QUEUE,
+        Exchange("conveyor.dead_letter", type="direct", durable=True),
+        routing_key=DEAD_LETTER_QUEUE,
+        durable=True,
+    )
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery's settings for ``settings``.
+
+    Reference: docs.celeryq.dev/en/stable/userguide/configuration.html
+    """
+    worker = settings.worker
+    broker = settings.broker
+    visibility = broker.visibility_timeout_s
+    transport_options: dict[str, Any] = {}
+    if broker.is_redis:
+        transport_options = {
+            # Must exceed the longest hard time limit, or Redis redelivers a running
+            # task; Celery reads it in three places (celery#7651).
+            "visibility_timeout": visibility,
+            # BRPOP the queues in declaration order: `critical` first (kombu redis.py).
+            "queue_order_strategy": "priority",
+            "socket_connect_timeout": broker.connection_timeout_s,
+            "socket_timeout": max(broker.connection_timeout_s, 30.0),
+            "socket_keepalive": True,
+            "retry_on_timeout": True,
+        }
+    else:
+        # Publisher confirms: `.delay()` returns once RabbitMQ has the message.
+        transport_options = {"confirm_publish": True}
+    # Bound every connection attempt made while publishing (celery#4296, #4663).
+    transport_options.update(
+        max_retries=broker.publish_max_retries,
+        interval_start=0,
+        interval_step=0.5,
+        interval_max=1.0,
+    )
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_timeout": broker.connection_timeout_s,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # workers keep reconnecting for ever
+        "broker_heartbeat": 30,
+        "task_publish_retry_policy": {
+            "max_retries": broker.publish_max_retries,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1.0,
+        },
+        "broker_pool_limit": 10,
+        "visibility_timeout": visibility,
+        # Results in PostgreSQL through SQLAlchemy.
+        "result_backend": "db+" + settings.database_url,
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "database_engine_options": {"pool_pre_ping": True, "pool_recycle": 1800},
+        "database_short_lived_sessions": False,
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 10,
+        "result_extended": True,
+        # Expiry is `maintenance.cleanup_expired_results`, which deletes in batches;
+        # None keeps beat from adding Celery's one-statement `celery.backend_cleanup`.
+        "result_expires": None,
+        # JSON only: a pickled message is discarded, never executed (security.rst).
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Queues and routing.
+        "task_queues": task_queues(settings),
+        "task_default_queue": "default",
+        "task_default_exchange": "conveyor",
+        "task_default_routing_key": "default",
+        "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
+        "task_create_missing_queues": False,
+        "task_queue_max_priority": None if broker.is_redis else MAX_PRIORITY,
+        # At-least-once: ack after the task ran; requeue when its process died.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # Limits.
+        "task_soft_time_limit": worker.soft_time_limit_s,
+        "task_time_limit": worker.time_limit_s,
+        "worker_max_tasks_per_child": worker.max_tasks_per_child,
+        "worker_max_memory_per_child": worker.max_memory_per_child_kib,
+        # Warm shutdown: running tasks finish; after the timeout they are requeued.
+        "worker_soft_shutdown_timeout": worker.soft_shutdown_timeout_s,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Visibility: STARTED state and events for Flower.
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": DEFAULT_SCHEDULES,
+        "beat_scheduler": "django_celery_beat.schedulers:DatabaseScheduler",
+        "beat_max_loop_interval": 5,
+        "timezone": settings.timezone,
+        "enable_utc": True,
+    }
+
+
+class ConveyorCelery(Celery):
+    """Celery that refuses, at publish, a task name no module registered."""
+
+    def send_task(  # type: ignore[override]
+        self, name: str, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> Any:
+        """Publish ``name``, refusing unknown names, non-JSON arguments and a dead broker.
+
+        Raises :class:`~app.errors.UnknownTask`, :class:`~app.errors.NotJsonSerializable`
+        or :class:`~app.errors.BrokerUnavailable`, each naming what was wrong.
+        """
+        check_registered(self, name)
+        with publishing(self, name, args, kwargs):
+            return super().send_task(name, args, kwargs, **options)
+
+
+def create_app(settings: Settings | None = None) -> ConveyorCelery:
+    """A configured Celery application for ``settings`` (the environment's by default)."""
+    settings = settings or get_settings()
+    celery_app = ConveyorCelery("conveyor", include=list(TASK_MODULES))
+    celery_app.conf.update(celery_config(settings))
+    celery_app.conf.conveyor_settings = settings
+    return celery_app
+
+
+app = create_app()

@@ -1,0 +1,3 @@
+"""Outgoing notifications (email)."""
+
+from __future__ import annotations

@@ -1,0 +1,90 @@
+"""``python -m app run``: the whole system in one terminal, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from app.embedded import EmbeddedServers
+from config.settings import get_settings, mask_url
+
+#: Processes started by ``run``, in start order; stopped in reverse.
+PROCESSES = ("worker", "beat", "flower", "web")
+
+
+def run() -> int:
+    """Start servers (embedded when unconfigured), migrate, then every process; wait for Ctrl-C."""
+    settings = get_settings()
+    servers = EmbeddedServers(
+        settings.embedded.data_dir,
+        settings.embedded.postgres_port,
+        settings.embedded.redis_port,
+        want_postgres=settings.embedded_database,
+        want_redis=settings.embedded_broker,
+    )
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    code = 0
+    try:
+        env = {**os.environ, **servers.start()}
+        broker = env.get("CONVEYOR_BROKER__URL", settings.broker_url)
+        database = env.get("CONVEYOR_DATABASE__URL", settings.database_url)
+        subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True)
+        for name in PROCESSES:
+            # Own session: Ctrl-C reaches only this supervisor, which then stops
+            # each child with SIGTERM (a warm shutdown for the worker).
+            children[name] = subprocess.Popen(
+                [sys.executable, "-m", "app", name], env=env, start_new_session=True
+            )
+        web = f"http://{settings.web.host}:{settings.web.port}"
+        print(
+            "\nConveyor is running (Ctrl-C stops everything):\n"
+            f"  broker     {mask_url(broker)}{embedded(settings.embedded_broker)}\n"
+            f"  database   {mask_url(database)}{embedded(settings.embedded_database)}\n"
+            f"  web        {web}/health/ready\n"
+            f"  flower     http://{settings.flower.host}:{settings.flower.port}\n"
+            f"  worker     queues critical, default, emails, reports, background\n"
+            f"  beat       schedules in the database\n",
+            flush=True,
+        )
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(f"{name} exited with code {child.returncode}; stopping", flush=True)
+                    stopping, code = True, 1
+                    break
+            time.sleep(0.2)
+    finally:
+        _stop(children, grace_s=settings.worker.soft_shutdown_timeout_s + 15)
+        servers.stop()
+    return code
+
+
+def embedded(flag: bool) -> str:
+    """The marker printed after an embedded server's address."""
+    return "  (embedded)" if flag else ""
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]], grace_s: float) -> None:
+    for name in reversed(list(children)):
+        child = children[name]
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for child in children.values():
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

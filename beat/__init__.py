@@ -1,0 +1,3 @@
+"""Scheduling: recurring jobs, stored in django-celery-beat's tables."""
+
+from __future__ import annotations

@@ -1,0 +1,246 @@
+"""The one settings object, read from ``CONVEYOR_*`` variables and ``.env``.
+
+Nested sections are read through ``__``: ``CONVEYOR_BROKER__URL=amqp://…``.
+A broker or database URL left empty means *embedded mode*: Conveyor starts
+and stops its own Redis and PostgreSQL under ``var/``.
+"""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Queues consumed by workers, most urgent first (Redis serves them in this order).
+QUEUES: tuple[str, ...] = ("critical", "default", "emails", "reports", "background")
+#: Where failed jobs wait for an operator; no worker consumes it.
+DEAD_LETTER_QUEUE = "dead_letter"
+
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
+DATABASE_SCHEMES = ("postgresql", "postgresql+psycopg")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Profile(StrEnum):
+    """Which defaults apply: a laptop, a production deployment or the test suite."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+    TEST = "test"
+
+
+class BrokerSettings(BaseModel):
+    """Where tasks travel and how long a producer may wait for the broker."""
+
+    #: ``redis://…`` or ``amqp://…``; None starts the embedded Redis.
+    url: str | None = None
+    #: Seconds a producer waits to connect before ``.delay()`` raises.
+    connection_timeout_s: float = Field(default=4.0, gt=0)
+    #: Publish attempts after the first one before ``.delay()`` raises.
+    publish_max_retries: int = Field(default=3, ge=0, le=100)
+    #: Redis: seconds before an unacknowledged message is handed to another worker.
+    visibility_timeout_s: int = Field(default=3600, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"broker URL {_mask(value)!r} has unknown scheme {scheme!r}; "
+                f"use one of {', '.join(BROKER_SCHEMES)}"
+            )
+        return value
+
+    @property
+    def is_redis(self) -> bool:
+        """True when the broker is Redis (embedded or external)."""
+        return self.url is None or urlsplit(self.url).scheme.startswith("redis")
+
+
+class DatabaseSettings(BaseModel):
+    """PostgreSQL: results, and the job store."""
+
+    #: ``postgresql+psycopg://…``; None starts the embedded PostgreSQL.
+    url: str | None = None
+    pool_size: int = Field(default=5, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(
+                f"database URL {_mask(value)!r} has unknown scheme {scheme!r}; "
+                f"use postgresql+psycopg://"
+            )
+        return value.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+class WorkerSettings(BaseModel):
+    """How workers run tasks: limits, retries and recycling."""
+
+    concurrency: int = Field(default=2, ge=1)
+    #: Seconds after which a task gets ``SoftTimeLimitExceeded`` to clean up.
+    soft_time_limit_s: int = Field(default=300, gt=0)
+    #: Seconds after which the pool child running a task is killed.
+    time_limit_s: int = Field(default=360, gt=0)
+    #: Retries after the first attempt for a ``TransientError``.
+    max_retries: int = Field(default=5, ge=0)
+    #: Base of the exponential backoff, seconds (attempt n waits up to base × 2ⁿ).
+    retry_backoff_s: int = Field(default=2, ge=1)
+    #: Ceiling of one backoff delay, seconds.
+    retry_backoff_max_s: int = Field(default=600, ge=1)
+    #: A pool child is replaced after this many tasks (leaks stay bounded).
+    max_tasks_per_child: int = Field(default=1000, ge=1)
+    #: ... or when its resident memory passes this many KiB.
+    max_memory_per_child_kib: int = Field(default=512_000, ge=1024)
+    #: Seconds a warm shutdown waits for running tasks before it turns cold.
+    soft_shutdown_timeout_s: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _soft_below_hard(self) -> Self:
+        if self.soft_time_limit_s >= self.time_limit_s:
+            raise ValueError(
+                f"worker.soft_time_limit_s={self.soft_time_limit_s} must be below "
+                f"worker.time_limit_s={self.time_limit_s}"
+            )
+        return self
+
+
+class SmtpSettings(BaseModel):
+    """Outgoing mail. With no host, mails are written as files under ``var/outbox``."""
+
+    host: str | None = None
+    port: int = Field(default=25, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    sender: str = "conveyor@localhost"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class WebSettings(BaseModel):
+    """The web process: API, console, health and metrics."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    secret_key: str = "development-only-insecure-key"
+
+
+class FlowerSettings(BaseModel):
+    """Flower, the live Celery monitor, started beside the web process."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5555, gt=0, lt=65536)
+    #: ``user:password``; required when Flower listens off loopback.
+    basic_auth: str | None = None
+
+
+class EmbeddedSettings(BaseModel):
+    """The servers Conveyor runs itself when no URL is given."""
+
+    data_dir: Path = PROJECT_ROOT / "var"
+    postgres_port: int = Field(default=54329, gt=0, lt=65536)
+    redis_port: int = Field(default=63799, gt=0, lt=65536)
+
+
+class Settings(BaseSettings):
+    """Everything Conveyor reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    profile: Profile = Profile.DEVELOPMENT
+    timezone: str = "UTC"
+    log_level: str = "INFO"
+    broker: BrokerSettings = BrokerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    web: WebSettings = WebSettings()
+    flower: FlowerSettings = FlowerSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    #: Seconds a task result is kept before the cleanup task removes it.
+    result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
+
+    @model_validator(mode="after")
+    def _limits_fit_visibility_timeout(self) -> Self:
+        # A Redis message unacknowledged past the visibility timeout is delivered
+        # again while it still runs (celery#7651, kombu#337).
+        vt = self.broker.visibility_timeout_s
+        for name, value in (
+            ("worker.time_limit_s", self.worker.time_limit_s),
+            ("worker.retry_backoff_max_s", self.worker.retry_backoff_max_s),
+        ):
+            if value >= vt:
+                raise ValueError(
+                    f"{name}={value} must be below broker.visibility_timeout_s={vt}, "
+                    "or Redis redelivers the task while it still waits or runs"
+                )
+        weak_key = self.web.secret_key == WebSettings().secret_key or len(self.web.secret_key) < 50
+        if self.profile is Profile.PRODUCTION and weak_key:
+            raise ValueError(
+                "web.secret_key must be set to a random value of 50+ characters "
+                "in the production profile"
+            )
+        if self.flower.host not in ("127.0.0.1", "localhost", "::1") and not self.flower.basic_auth:
+            raise ValueError(
+                f"flower.host={self.flower.host!r} is off loopback: set flower.basic_auth"
+            )
+        return self
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when Conveyor runs its own Redis."""
+        return self.broker.url is None
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when Conveyor runs its own PostgreSQL."""
+        return self.database.url is None
+
+    @property
+    def broker_url(self) -> str:
+        """The broker to use, the embedded Redis when none is configured."""
+        return self.broker.url or f"redis://127.0.0.1:{self.embedded.redis_port}/0"
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL of PostgreSQL, the embedded one when none is configured."""
+        return (
+            self.database.url
+            or f"postgresql+psycopg://postgres@127.0.0.1:{self.embedded.postgres_port}/conveyor"
+        )
+
+
+def _mask(url: str) -> str:
+    """The URL without its password, fit for an error message or a log line."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+mask_url = _mask
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
