@@ -10,6 +10,7 @@ from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu import pools as kombu_pools
 
 from app.producer import check_registered, publishing
 from beat.defaults import DEFAULT_SCHEDULES
@@ -165,12 +166,26 @@ class ConveyorCelery(Celery):
             return super().send_task(name, args, kwargs, **options)
 
 
-def create_app(settings: Settings | None = None) -> ConveyorCelery:
-    """A configured Celery application for ``settings`` (the environment's by default)."""
-    settings = settings or get_settings()
-    celery_app = ConveyorCelery("conveyor", include=list(TASK_MODULES))
+def configure(celery_app: Celery, settings: Settings) -> None:
+    """Point ``celery_app`` at the servers of ``settings``, dropping cached connections.
+
+    A process normally configures once, at import; a producer that talks to two
+    brokers in turn (the test suite, the benchmark) calls this between them.
+    """
     celery_app.conf.update(celery_config(settings))
     celery_app.conf.conveyor_settings = settings
+    # kombu keeps connection and producer pools per process; start them afresh.
+    kombu_pools.reset()
+    celery_app._pool = None
+    celery_app.__dict__.pop("amqp", None)  # queues, router and producer pool
+    celery_app._local.__dict__.pop("backend", None)  # the result backend, cached per thread
+    celery_app._backend_cache = None
+
+
+def create_app(settings: Settings | None = None) -> ConveyorCelery:
+    """A configured Celery application for ``settings`` (the environment's by default)."""
+    celery_app = ConveyorCelery("conveyor", include=list(TASK_MODULES))
+    configure(celery_app, settings or get_settings())
     return celery_app
 
 

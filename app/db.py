@@ -9,13 +9,11 @@ from sqlalchemy import Engine, create_engine
 from config.settings import get_settings
 
 
-@functools.cache
 def engine(url: str | None = None) -> Engine:
     """The engine for ``url`` (the configured database by default), pinged before use."""
-    settings = get_settings()
-    return create_engine(
-        url or settings.database_url,
-        pool_size=settings.database.pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-    )
+    return _engine(url or get_settings().database_url, get_settings().database.pool_size)
+
+
+@functools.cache
+def _engine(url: str, pool_size: int) -> Engine:
+    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, pool_recycle=1800)

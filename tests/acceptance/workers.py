@@ -1,0 +1,108 @@
+"""Real ``celery worker`` subprocesses for acceptance tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / "var" / "test-logs"
+
+
+class Worker:
+    """``python -m app worker`` in its own session, logging to a file."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        queues: str = "critical,default,emails,reports,background",
+        concurrency: int = 1,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name or f"w{uuid.uuid4().hex[:6]}"
+        self.queues = queues
+        self.concurrency = concurrency
+        self.env = {**os.environ, "CONVEYOR_BROKER__URL": broker_url, **(env or {})}
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = LOGS / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def hostname(self) -> str:
+        """The node name Celery reports, e.g. in ``AsyncResult.worker``."""
+        return f"{self.name}@{os.uname().nodename}"
+
+    def start(self, timeout_s: float = 60) -> Worker:
+        """Start and wait until the worker says it is ready."""
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "app",
+                    "worker",
+                    f"--queues={self.queues}",
+                    f"--concurrency={self.concurrency}",
+                    f"--hostname={self.hostname}",
+                    "--include=tests.acceptance.probe_tasks",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if " ready." in self.output():
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.name} not ready:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        """Everything the worker logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def pool_pids(self) -> list[int]:
+        """Pids of the prefork pool children."""
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM (warm shutdown) and wait; SIGKILL the group if it hangs."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, pool children included."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                self.terminate(30)
+            except subprocess.TimeoutExpired:
+                pass
