@@ -133,9 +133,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": worker.time_limit_s,
         "worker_max_tasks_per_child": worker.max_tasks_per_child,
         "worker_max_memory_per_child": worker.max_memory_per_child_kib,
-        # Warm shutdown: running tasks finish; after the timeout they are requeued.
+        # SIGTERM is a warm shutdown: running tasks finish, unstarted ones go back
+        # to the broker. A cold shutdown (SIGQUIT, or SIGTERM with
+        # REMAP_SIGTERM=SIGQUIT) first gives running tasks this long.
         "worker_soft_shutdown_timeout": worker.soft_shutdown_timeout_s,
-        "worker_enable_soft_shutdown_on_idle": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         # Visibility: STARTED state and events for Flower.
         "task_track_started": True,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from kombu.exceptions import EncodeError, OperationalError
+from kombu.utils import json as kombu_json
 
 from app.errors import BrokerUnavailable, NotJsonSerializable, UnknownTask
 from config.settings import Settings, mask_url
@@ -42,7 +42,7 @@ def first_non_json(args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None)
                     return found
             return None
         try:
-            json.dumps(value)
+            kombu_json.dumps(value)  # the encoder Celery uses: dates and UUIDs are fine
         except (TypeError, ValueError):
             return path, value
         return None

@@ -105,7 +105,7 @@ class WorkerSettings(BaseModel):
     max_tasks_per_child: int = Field(default=1000, ge=1)
     #: ... or when its resident memory passes this many KiB.
     max_memory_per_child_kib: int = Field(default=512_000, ge=1024)
-    #: Seconds a warm shutdown waits for running tasks before it turns cold.
+    #: Seconds a cold shutdown (SIGQUIT) still gives running tasks before ending them.
     soft_shutdown_timeout_s: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")

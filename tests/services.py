@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
+
+import psutil
 
 from app.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
 
@@ -111,7 +114,8 @@ def _rabbitmq(services: Services) -> None:
     if not port_open("127.0.0.1", 5672):
         raise RuntimeError(
             "RabbitMQ is not reachable on 127.0.0.1:5672 and could not be started "
-            "(install rabbitmq-server or start it); the suite tests both brokers and never skips one"
+            "(install rabbitmq-server or start it); the suite tests both brokers, "
+            "it never skips one"
         )
     services.rabbitmq_url = os.environ.get(
         "CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"
@@ -125,3 +129,96 @@ def provision() -> Services:
     _redis(services)
     _rabbitmq(services)
     return services
+
+
+class OwnRabbitMQ:
+    """A RabbitMQ node of the test's own on spare ports, for fault tests.
+
+    The machine's RabbitMQ is shared: a test that stops a broker stops this one.
+    """
+
+    def __init__(self) -> None:
+        # Under /tmp, not pytest's private tmp_path: the node runs as the rabbitmq user.
+        self.base = Path(tempfile.mkdtemp(prefix="conveyor-rabbitmq-"))
+        self.port = free_port()
+        self.node = f"conveyor{self.port}@localhost"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """AMQP URL of the default vhost."""
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def start(self, timeout_s: float = 90) -> None:
+        """Start the node and wait for its AMQP listener."""
+        binary = shutil.which("rabbitmq-server")
+        if binary is None:
+            raise RuntimeError(
+                "rabbitmq-server is not installed: the fault test needs its own node"
+            )
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "plugins").write_text("[].\n")
+        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        if os.geteuid() == 0:  # Debian's wrapper drops to the rabbitmq user
+            shutil.chown(self.base, "rabbitmq")
+            for path in self.base.iterdir():
+                shutil.chown(path, "rabbitmq")
+        env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "plugins"),
+            "RABBITMQ_FEATURE_FLAGS_FILE": str(self.base / "feature_flags"),
+            "RABBITMQ_PID_FILE": str(self.base / "pid"),
+        }
+        with (self.base / "out.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [binary], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout_s
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if not port_open("127.0.0.1", self.port):
+            self.stop()
+            raise RuntimeError(
+                f"own RabbitMQ did not start:\n{(self.base / 'out.log').read_text()[-2000:]}"
+            )
+
+    def _beams(self) -> list[psutil.Process]:
+        # The wrapper script hands over to an Erlang VM in a session of its own:
+        # the VM is found by the node name in its environment.
+        found = []
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] != "beam.smp":
+                continue
+            try:
+                if proc.environ().get("RABBITMQ_NODENAME") == self.node:
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    def stop(self) -> None:
+        """Stop the node and wait until its port is closed."""
+        beams = self._beams()
+        for proc in beams:
+            proc.terminate()
+        _, alive = psutil.wait_procs(beams, timeout=30)
+        for proc in alive:
+            proc.kill()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, 9)
+        if self.process is not None:
+            self.process.wait()
+        self.process = None
+
+    def remove(self) -> None:
+        """Stop the node and delete its data."""
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
