@@ -177,10 +177,11 @@ def configure(celery_app: Celery, settings: Settings) -> None:
     celery_app.conf.conveyor_settings = settings
     # kombu keeps connection and producer pools per process; start them afresh.
     kombu_pools.reset()
-    celery_app._pool = None
+    celery_app._pool = None  # type: ignore[attr-defined]
     celery_app.__dict__.pop("amqp", None)  # queues, router and producer pool
-    celery_app._local.__dict__.pop("backend", None)  # the result backend, cached per thread
-    celery_app._backend_cache = None
+    # The result backend, cached per thread or per app (Celery's private caches).
+    celery_app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]
+    celery_app._backend_cache = None  # type: ignore[attr-defined]
 
 
 def create_app(settings: Settings | None = None) -> ConveyorCelery:

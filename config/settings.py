@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Queues consumed by workers, most urgent first (Redis serves them in this order).
@@ -240,7 +240,31 @@ def _mask(url: str) -> str:
 mask_url = _mask
 
 
+class InvalidSettings(ValueError):
+    """The environment holds a wrong value; the message names each setting and value."""
+
+
+def load_settings() -> Settings:
+    """Read the settings, or raise :class:`InvalidSettings` naming every wrong value.
+
+    Values are shown as given, except that passwords in URLs are masked.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = "CONVEYOR_" + "__".join(str(part) for part in error["loc"]).upper()
+            value = error.get("input")
+            shown = _mask(value) if isinstance(value, str) else None
+            given = f" (got {shown!r} from {env})" if shown is not None else ""
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{name}: {reason}{given}")
+        raise InvalidSettings("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
 @functools.cache
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
-    return Settings()
+    return load_settings()
