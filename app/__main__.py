@@ -50,6 +50,13 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     flower = settings.flower
+    if not flower.on_loopback and not flower.basic_auth:
+        print(
+            f"flower: refusing to listen on {flower.host!r} without authentication; "
+            "set CONVEYOR_FLOWER__BASIC_AUTH=user:password",
+            file=sys.stderr,
+        )
+        return 2
     settings.embedded.data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         "flower",

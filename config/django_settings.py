@@ -11,7 +11,7 @@ _db = urlsplit(_settings.database_url)
 
 SECRET_KEY = _settings.web.secret_key
 DEBUG = _settings.profile is Profile.DEVELOPMENT
-ALLOWED_HOSTS = ["*"] if _settings.profile is not Profile.PRODUCTION else [_settings.web.host]
+ALLOWED_HOSTS = _settings.web.allowed_hosts if _settings.profile is Profile.PRODUCTION else ["*"]
 USE_TZ = True
 TIME_ZONE = _settings.timezone
 
@@ -66,6 +66,7 @@ DJANGO_CELERY_BEAT_TZ_AWARE = True
 
 if _settings.profile is Profile.PRODUCTION:
     SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health/"]  # orchestrators probe over plain HTTP
     SECURE_HSTS_SECONDS = 31_536_000
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

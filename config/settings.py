@@ -136,6 +136,8 @@ class WebSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
     secret_key: str = "development-only-insecure-key"
+    #: Host names served in the production profile (Django's ALLOWED_HOSTS).
+    allowed_hosts: list[str] = ["localhost", "127.0.0.1"]
 
 
 class FlowerSettings(BaseModel):
@@ -145,6 +147,11 @@ class FlowerSettings(BaseModel):
     port: int = Field(default=5555, gt=0, lt=65536)
     #: ``user:password``; required when Flower listens off loopback.
     basic_auth: str | None = None
+
+    @property
+    def on_loopback(self) -> bool:
+        """True when only this machine can reach Flower."""
+        return self.host in ("127.0.0.1", "localhost", "::1")
 
 
 class EmbeddedSettings(BaseModel):
@@ -197,10 +204,6 @@ class Settings(BaseSettings):
             raise ValueError(
                 "web.secret_key must be set to a random value of 50+ characters "
                 "in the production profile"
-            )
-        if self.flower.host not in ("127.0.0.1", "localhost", "::1") and not self.flower.basic_auth:
-            raise ValueError(
-                f"flower.host={self.flower.host!r} is off loopback: set flower.basic_auth"
             )
         return self
 

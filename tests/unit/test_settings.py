@@ -38,7 +38,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ({"CONVEYOR_PROFILE": "production"}, ["web.secret_key"]),
         ({"CONVEYOR_PROFILE": "staging"}, ["profile", "staging"]),
-        ({"CONVEYOR_FLOWER__HOST": "0.0.0.0"}, ["flower.host='0.0.0.0'", "basic_auth"]),
     ],
 )
 def test_wrong_value_names_the_setting_and_the_value(
@@ -82,3 +81,19 @@ def test_no_urls_means_embedded_servers() -> None:
     assert settings.embedded_broker and settings.embedded_database
     assert settings.broker_url == f"redis://127.0.0.1:{settings.embedded.redis_port}/0"
     assert f":{settings.embedded.postgres_port}/conveyor" in settings.database_url
+
+
+def test_flower_refuses_to_listen_off_loopback_without_auth(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.__main__ import main
+    from config.settings import get_settings
+
+    monkeypatch.setenv("CONVEYOR_FLOWER__HOST", "0.0.0.0")
+    get_settings.cache_clear()
+    try:
+        assert main(["flower"]) == 2
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert "CONVEYOR_FLOWER__BASIC_AUTH" in capsys.readouterr().err
