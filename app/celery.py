@@ -12,6 +12,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
+from app.jobs import lifecycle
 from app.producer import check_registered, publishing
 from beat.defaults import DEFAULT_SCHEDULES
 from config.settings import DEAD_LETTER_QUEUE, QUEUES, Settings, get_settings
@@ -192,3 +193,4 @@ def create_app(settings: Settings | None = None) -> ConveyorCelery:
 
 
 app = create_app()
+lifecycle.connect()

@@ -59,3 +59,45 @@ class EmbeddedServerError(ConveyorError, RuntimeError):
 
     def __init__(self, server: str, reason: str) -> None:
         super().__init__(f"embedded {server} did not start: {reason}")
+
+
+class UnknownHandler(UnknownTask):
+    """A job handler name that no task module registered."""
+
+    def __str__(self) -> str:
+        return f"unknown handler {self.name!r}; known handlers: {', '.join(self.known)}"
+
+
+class InvalidPayload(ConveyorError, ValueError):
+    """A payload that fails its handler's schema; names each field path and reason."""
+
+    def __init__(self, handler: str, problems: list[tuple[str, str]]) -> None:
+        self.handler = handler
+        self.problems = problems
+        detail = "; ".join(f"{path}: {reason}" for path, reason in problems)
+        super().__init__(f"payload for {handler!r} is invalid: {detail}")
+
+
+class PayloadTooLarge(ConveyorError, ValueError):
+    """A payload whose JSON encoding is over the configured limit."""
+
+    def __init__(self, handler: str, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(
+            f"payload for {handler!r} is {size} bytes encoded, over the limit of {limit} bytes; "
+            "pass ids, not data"
+        )
+
+
+class JobNotFound(ConveyorError, LookupError):
+    """No job has this id."""
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"no job with id {job_id}")
+
+
+class InvalidTransition(ConveyorError, ValueError):
+    """The job's state does not allow the operation asked for."""
+
+    def __init__(self, job_id: object, status: str, operation: str) -> None:
+        super().__init__(f"job {job_id} is {status}: it cannot be {operation}")

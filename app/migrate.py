@@ -6,7 +6,13 @@ import os
 
 
 def migrate() -> None:
-    """Apply Django's migrations (beat schedules, console) and create the result tables."""
+    """Apply the ledger's and Django's migrations and create the result tables."""
+    from alembic import command
+
+    from app.jobs.migrate_config import alembic_config
+
+    command.upgrade(alembic_config(), "head")
+
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.django_settings")
     import django
     from django.core.management import call_command

@@ -154,6 +154,22 @@ class FlowerSettings(BaseModel):
         return self.host in ("127.0.0.1", "localhost", "::1")
 
 
+class LedgerSettings(BaseModel):
+    """The job ledger: how lifecycle writes are batched, and when a job is given up."""
+
+    #: Longest a transition waits in memory before it is written, seconds.
+    flush_interval_s: float = Field(default=0.2, gt=0, le=10)
+    #: Transitions that trigger a write before the interval is up.
+    batch_size: int = Field(default=500, ge=1)
+    #: Transitions a process keeps while PostgreSQL is unreachable.
+    max_buffer: int = Field(default=500_000, ge=1000)
+    #: Deliveries of one attempt beyond the first before the job is declared dead
+    #: (a task that kills its worker is redelivered for ever otherwise).
+    max_redeliveries: int = Field(default=3, ge=0)
+    #: Largest encoded payload ``JobService.enqueue`` accepts, bytes.
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+
 class EmbeddedSettings(BaseModel):
     """The servers Conveyor runs itself when no URL is given."""
 
@@ -182,6 +198,7 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     flower: FlowerSettings = FlowerSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
+    ledger: LedgerSettings = LedgerSettings()
     #: Seconds a task result is kept before the cleanup task removes it.
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
 

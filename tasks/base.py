@@ -15,9 +15,15 @@ import logging
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Ignore
+from pydantic import BaseModel
 
 from app import deadletter
 from app.errors import TransientError
+from app.jobs import lifecycle
+from app.jobs.claim import Verdict, claims
+from app.jobs.models import JobStatus
+from app.jobs.recorder import Transition
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -28,16 +34,83 @@ _worker = get_settings().worker
 class ConveyorTask(Task):  # type: ignore[misc]
     """A task with Conveyor's retry policy and dead-lettering."""
 
+    #: The pydantic model ``JobService.enqueue`` validates a payload against (None: any).
+    payload_model: type[BaseModel] | None = None
+
     autoretry_for = (TransientError,)
     max_retries = _worker.max_retries
     retry_backoff = _worker.retry_backoff_s
     retry_backoff_max = _worker.retry_backoff_max_s
     retry_jitter = True
+    #: Failures end in the dead-letter queue (the ledger records them as ``dead``).
+    dead_letters = True
+    #: Each delivery is claimed in the ledger before it runs (see app/jobs/claim.py).
+    claims_deliveries = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one delivery if the ledger's claim allows it; acknowledge it otherwise."""
+        request = self.request
+        if request.called_directly:
+            return self.run(*args, **kwargs)
+        attempt = int(request.retries or 0) + 1
+        payload = {"args": list(args), "kwargs": dict(kwargs)}
+        queue = (request.delivery_info or {}).get("routing_key")
+        lifecycle.recorder().drain()  # earlier jobs' transitions, before this one can crash
+        claim = claims.claim(request.id, self.name, queue, payload, attempt)
+        if claim.verdict is not Verdict.RUN:
+            self._refuse(claim.verdict, claim.status, claim.deliveries, attempt, args, kwargs)
+            raise Ignore()
+        lifecycle.record_running(self, request.id, args, kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            claims.release(request.id)
+
+    def _refuse(
+        self,
+        verdict: Verdict,
+        status: str | None,
+        deliveries: int,
+        attempt: int,
+        args: Any,
+        kwargs: Any,
+    ) -> None:
+        """Record why a delivery did not run; dead-letter a job over its delivery cap."""
+        request = self.request
+        if verdict is Verdict.OVER_CAP:
+            reason = (
+                f"delivered {deliveries} times for attempt {attempt}: over the cap of "
+                f"{get_settings().ledger.max_redeliveries} redeliveries (does it kill its worker?)"
+            )
+            self._dead_letter(request.id, args, kwargs, f"DeliveryCapExceeded: {reason}", None)
+            to_status, detail = JobStatus.DEAD, reason
+        elif verdict is Verdict.BUSY:
+            to_status, detail = JobStatus.RUNNING, "duplicate delivery while running: acknowledged"
+        else:
+            to_status, detail = str(status), "redelivered after it finished: acknowledged, not run"
+        logger.warning("%s[%s] not run: %s", self.name, request.id, detail)
+        lifecycle.recorder().record(
+            Transition(
+                job_id=request.id,
+                to_status=to_status,
+                from_status=status,
+                attempt=attempt,
+                worker=request.hostname,
+                detail=detail,
+                job={"last_error": detail} if verdict is Verdict.OVER_CAP else {},
+            )
+        )
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         """Dead-letter the job; a failure to do so is logged, never raised into the worker."""
+        traceback = str(einfo.traceback) if einfo is not None else None
+        self._dead_letter(task_id, args, kwargs, f"{type(exc).__name__}: {exc}", traceback)
+
+    def _dead_letter(
+        self, task_id: str, args: Any, kwargs: Any, error: str, traceback: str | None
+    ) -> None:
         request = self.request
         delivery = getattr(request, "delivery_info", None) or {}
         letter = {
@@ -46,8 +119,8 @@ class ConveyorTask(Task):  # type: ignore[misc]
             "args": list(args or []),
             "kwargs": dict(kwargs or {}),
             "queue": delivery.get("routing_key") or self._routed_queue(),
-            "error": f"{type(exc).__name__}: {exc}",
-            "traceback": str(einfo.traceback) if einfo is not None else None,
+            "error": error,
+            "traceback": traceback,
             "retries": getattr(request, "retries", 0) or 0,
         }
         try:

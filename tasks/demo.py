@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, Field
+
 from app.celery import app
 from tasks.base import ConveyorTask
 
 
-@app.task(base=ConveyorTask, name="demo.ping")
+class PingPayload(BaseModel):
+    """What ``demo.ping`` takes."""
+
+    message: str = Field(default="ping", max_length=1000)
+
+
+@app.task(base=ConveyorTask, name="demo.ping", payload_model=PingPayload)
 def ping(message: str = "ping") -> str:
     """Echo ``message`` back from a worker."""
     return f"pong: {message}"

@@ -30,7 +30,7 @@ class EmailPayload(BaseModel):
         return value
 
 
-@app.task(base=ConveyorTask, name="emails.send")
+@app.task(base=ConveyorTask, name="emails.send", payload_model=EmailPayload)
 def send(to: list[str] | str, subject: str, body: str) -> str:
     """Send one mail through the configured SMTP server; return its Message-ID."""
     recipients = [to] if isinstance(to, str) else to

@@ -71,7 +71,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _services is None:
         return
     from app.db import engine
+    from app.jobs import lifecycle
 
+    lifecycle.recorder().close()
     engine().dispose()
     from app.celery import app
 

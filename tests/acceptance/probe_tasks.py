@@ -87,3 +87,10 @@ def rejects(key: str) -> None:
     """Fail with ``PermanentError`` at once: no retry."""
     effect(key, "start")
     raise PermanentError(f"{key} can never succeed")
+
+
+@app.task(base=ConveyorTask, name="probe.suicide")
+def suicide(key: str) -> None:
+    """Kill the process running it, every time (an OOM, a segfault)."""
+    effect(key, "start")
+    os.kill(os.getpid(), signal.SIGKILL)

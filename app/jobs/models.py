@@ -1,0 +1,101 @@
+"""Tables of the job ledger (SQLAlchemy 2.0); Alembic migrations create them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life. Finished states never change again, but by requeue."""
+
+    SCHEDULED = "scheduled"  #: due later; waits in PostgreSQL, not in the broker
+    QUEUED = "queued"  #: published to the broker
+    RUNNING = "running"  #: a worker is executing it
+    RETRYING = "retrying"  #: failed, another attempt is scheduled
+    COMPLETED = "completed"  #: returned a result
+    FAILED = "failed"  #: failed for good (not dead-lettered: e.g. a revoked chain member)
+    CANCELLED = "cancelled"  #: an operator cancelled it; it never runs again
+    DEAD = "dead"  #: in the dead-letter queue, waiting for an operator
+
+
+#: States a job leaves only by an operator's requeue.
+FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.DEAD})
+#: States in which a job may still run.
+UNFINISHED = frozenset(JobStatus) - FINISHED
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the ledger's tables."""
+
+    metadata = MetaData(naming_convention={"ix": "ix_%(table_name)s_%(column_0_N_name)s"})
+
+
+class Job(Base):
+    """One job: a task invocation, identified by its Celery task id."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(200))
+    job_name: Mapped[str | None] = mapped_column(String(200))
+    queue: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    meta: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONB, server_default=text("'{}'::jsonb")
+    )
+    schedule: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    status: Mapped[str] = mapped_column(String(20))
+    #: When the current status was reached (events may arrive out of order).
+    status_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    deliveries: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_handler_created", "handler", "created_at"),
+        Index("ix_jobs_queue_created", "queue", "created_at"),
+        Index("ix_jobs_created", "created_at"),
+        Index(
+            "ux_jobs_active_name",
+            "job_name",
+            unique=True,
+            postgresql_where=text(
+                "job_name IS NOT NULL AND status IN ('scheduled','queued','running','retrying')"
+            ),
+        ),
+        Index("ix_jobs_due", "due_at", postgresql_where=text("status = 'scheduled'")),
+    )
+
+
+class JobEvent(Base):
+    """One state change of one job."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempt: Mapped[int] = mapped_column(Integer, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_job_events_job_at", "job_id", "at", "id"),)

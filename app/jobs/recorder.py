@@ -1,0 +1,300 @@
+"""Batched lifecycle writes: the worker's hot path only appends to a buffer.
+
+A background thread per process drains the buffer into PostgreSQL every
+``flush_interval_s`` or sooner when ``batch_size`` transitions wait. A failed
+write is logged and retried with backoff; the transitions stay buffered
+(bounded), so a database outage delays the ledger but loses nothing and never
+raises into a job (dramatiq's ``emit_after`` rule).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+logger = logging.getLogger(__name__)
+
+#: Columns a transition may carry about its job, besides the state change itself.
+JOB_FIELDS = (
+    "handler",
+    "job_name",
+    "queue",
+    "payload",
+    "metadata",
+    "schedule",
+    "idempotency_key",
+    "attempts",
+    "last_error",
+    "traceback",
+    "worker",
+    "result",
+    "enqueued_at",
+    "due_at",
+    "started_at",
+    "finished_at",
+)
+
+UPSERT = """
+INSERT INTO jobs AS j (
+    id, handler, job_name, queue, payload, metadata, schedule, idempotency_key,
+    status, status_at, attempts, last_error, traceback, worker, result,
+    created_at, enqueued_at, due_at, started_at, finished_at
+) VALUES (
+    %(id)s, %(handler)s, %(job_name)s, %(queue)s, %(payload)s, %(metadata)s, %(schedule)s,
+    %(idempotency_key)s, %(status)s, %(status_at)s, %(attempts)s, %(last_error)s,
+    %(traceback)s, %(worker)s, %(result)s, %(status_at)s, %(enqueued_at)s, %(due_at)s,
+    %(started_at)s, %(finished_at)s
+)
+ON CONFLICT (id) DO UPDATE SET
+    job_name = coalesce(j.job_name, EXCLUDED.job_name),
+    payload = CASE WHEN j.payload = '{}'::jsonb THEN EXCLUDED.payload ELSE j.payload END,
+    metadata = CASE WHEN EXCLUDED.metadata = '{}'::jsonb THEN j.metadata
+                    ELSE EXCLUDED.metadata END,
+    schedule = coalesce(j.schedule, EXCLUDED.schedule),
+    status = CASE WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.status ELSE j.status END,
+    status_at = greatest(j.status_at, EXCLUDED.status_at),
+    attempts = greatest(j.attempts, EXCLUDED.attempts),
+    last_error = coalesce(EXCLUDED.last_error, j.last_error),
+    traceback = coalesce(EXCLUDED.traceback, j.traceback),
+    worker = coalesce(EXCLUDED.worker, j.worker),
+    result = coalesce(EXCLUDED.result, j.result),
+    created_at = least(j.created_at, EXCLUDED.created_at),
+    enqueued_at = coalesce(j.enqueued_at, EXCLUDED.enqueued_at),
+    due_at = coalesce(EXCLUDED.due_at, j.due_at),
+    started_at = greatest(j.started_at, EXCLUDED.started_at),
+    finished_at = CASE WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.finished_at
+                       ELSE j.finished_at END
+"""
+
+
+@dataclass(slots=True)
+class Transition:
+    """One job entering one state, with what the emitter knows about the job."""
+
+    job_id: str
+    to_status: str
+    from_status: str | None = None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    attempt: int = 0
+    worker: str | None = None
+    detail: str | None = None
+    job: dict[str, Any] = field(default_factory=dict)
+
+
+def fold(transitions: Iterable[Transition]) -> list[dict[str, Any]]:
+    """One upsert row per job: the latest state, and every field any transition knew."""
+    rows: dict[str, dict[str, Any]] = {}
+    for transition in sorted(transitions, key=lambda t: t.at):
+        row = rows.setdefault(
+            transition.job_id,
+            {
+                **dict.fromkeys(JOB_FIELDS),
+                "id": transition.job_id,
+                "handler": "",
+                "queue": "",
+                "payload": {},
+                "metadata": {},
+                "attempts": 0,
+            },
+        )
+        for name, value in transition.job.items():
+            if value is not None:
+                row[name] = value
+        row["status"] = transition.to_status
+        row["status_at"] = transition.at
+        row["attempts"] = max(row["attempts"] or 0, transition.attempt)
+        if transition.worker:
+            row["worker"] = transition.worker
+    for row in rows.values():
+        for name in ("payload", "metadata", "result"):
+            if row[name] is not None:
+                row[name] = Jsonb(row[name])
+        row["handler"] = row["handler"] or "?"
+        row["queue"] = row["queue"] or "?"
+    return list(rows.values())
+
+
+class Recorder:
+    """A bounded buffer of transitions and the thread that writes them in batches."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        flush_interval_s: float = 0.2,
+        batch_size: int = 500,
+        max_buffer: int = 500_000,
+    ) -> None:
+        self.dsn = dsn
+        self.flush_interval_s = flush_interval_s
+        self.batch_size = batch_size
+        self.max_buffer = max_buffer
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+        atexit.register(self.close)
+
+    def _reset(self) -> None:
+        # A forked child starts empty: what the parent buffered, the parent writes.
+        self._buffer: deque[Transition] = deque()
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer at a time on the connection
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection | None = None
+        self._stopping = False
+        self._dropped = 0
+        self.failures = 0
+
+    def record(self, transition: Transition) -> None:
+        """Buffer one transition; never blocks on the database, never raises."""
+        with self._lock:
+            if len(self._buffer) >= self.max_buffer:
+                self._buffer.popleft()
+                self._dropped += 1
+                if self._dropped in (1, 1000) or self._dropped % 100_000 == 0:
+                    logger.error("ledger buffer full: %d transitions dropped", self._dropped)
+            self._buffer.append(transition)
+            self._idle.clear()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="conveyor-ledger", daemon=True
+                )
+                self._thread.start()
+            if len(self._buffer) >= self.batch_size:
+                self._wake.set()
+
+    def pending(self) -> int:
+        """Transitions not yet written."""
+        return len(self._buffer)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything buffered so far is written; False on timeout."""
+        self._wake.set()
+        return self._idle.wait(timeout_s)
+
+    def drain(self) -> bool:
+        """Write everything buffered now, on the calling thread; False if it failed.
+
+        A pool process calls this before it claims its next delivery, so the
+        transitions of the jobs it finished are durable before it can die in the
+        next one (the background thread alone would leave up to one interval at risk).
+        """
+        if not self._buffer:
+            return True
+        with self._write_lock:
+            batch = self._take(everything=True)
+            if not batch:
+                return True
+            try:
+                self._write(batch)
+            except psycopg.Error as exc:
+                self._retry_later(batch, exc)
+                return False
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is left (warm shutdown), then stop the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self.flush(timeout_s)
+        self._stopping = True
+        self._wake.set()
+        self._close_connection()
+
+    def _take(self, everything: bool = False) -> list[Transition]:
+        with self._lock:
+            count = len(self._buffer) if everything else min(len(self._buffer), self.batch_size * 4)
+            return [self._buffer.popleft() for _ in range(count)]
+
+    def _put_back(self, batch: list[Transition]) -> None:
+        with self._lock:
+            self._buffer.extendleft(reversed(batch))
+
+    def _run(self) -> None:
+        backoff_s = 0.0
+        while not self._stopping:
+            self._wake.wait(backoff_s or self.flush_interval_s)
+            self._wake.clear()
+            while True:
+                batch = self._take()
+                if not batch:
+                    with self._lock:
+                        if not self._buffer:
+                            self._idle.set()
+                    break
+                try:
+                    with self._write_lock:
+                        self._write(batch)
+                except psycopg.DatabaseError as exc:
+                    if isinstance(exc, psycopg.OperationalError):
+                        self._retry_later(batch, exc)
+                        backoff_s = min(5.0, max(0.5, backoff_s * 2))
+                        break
+                    # Bad data, not a bad connection: retrying the batch cannot help.
+                    self._write_one_by_one(batch)
+                except Exception as exc:  # anything else: keep the batch, retry later
+                    self._retry_later(batch, exc)
+                    backoff_s = min(5.0, max(0.5, backoff_s * 2))
+                    break
+                else:
+                    if self.failures:
+                        logger.info("ledger writes resumed after %d failures", self.failures)
+                    self.failures = 0
+                    backoff_s = 0.0
+
+    def _retry_later(self, batch: list[Transition], exc: Exception) -> None:
+        self._put_back(batch)
+        self.failures += 1
+        if self.failures == 1 or self.failures % 20 == 0:
+            logger.warning("ledger write failed (%d pending, retrying): %s", self.pending(), exc)
+        self._close_connection()
+
+    def _write_one_by_one(self, batch: list[Transition]) -> None:
+        """Write what can be written; log and drop a transition the database refuses."""
+        self._close_connection()
+        for index, transition in enumerate(batch):
+            try:
+                with self._write_lock:
+                    self._write([transition])
+            except psycopg.OperationalError:
+                self._put_back(batch[index:])
+                return
+            except psycopg.DatabaseError as exc:
+                logger.error("ledger dropped %r: %s", transition, exc)
+                self._close_connection()
+
+    def _close_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, connect_timeout=5)
+        return self._conn
+
+    def _write(self, batch: list[Transition]) -> None:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(UPSERT, fold(batch))
+            with cur.copy(
+                "COPY job_events (job_id, from_status, to_status, at, attempt, worker, detail) "
+                "FROM STDIN"
+            ) as copy:
+                for t in batch:
+                    copy.write_row(
+                        (t.job_id, t.from_status, t.to_status, t.at, t.attempt, t.worker, t.detail)
+                    )

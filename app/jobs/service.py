@@ -1,0 +1,189 @@
+"""JobService: the producer API used by application code, the web layer and the CLI."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from datetime import datetime
+from typing import Any
+
+from kombu.utils import json as kombu_json
+from pydantic import ValidationError
+
+from app.celery import app as default_app
+from app.errors import BrokerUnavailable, InvalidPayload, PayloadTooLarge, UnknownHandler
+from app.jobs.lifecycle import RECORDED_HEADER
+from app.jobs.models import JobStatus
+from app.jobs.store import JobStore
+from config.settings import get_settings
+
+CANCELLABLE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING}
+REQUEUEABLE = {JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED}
+
+
+class JobService:
+    """Enqueue, inspect, cancel and requeue jobs; every job is in the ledger first."""
+
+    def __init__(self, celery_app: Any = None, store: JobStore | None = None) -> None:
+        self.app = celery_app or default_app
+        self.store = store or JobStore()
+
+    def handlers(self) -> dict[str, Any]:
+        """Registered handlers by name (Celery's own tasks left out)."""
+        self.app.loader.import_default_modules()
+        return {
+            name: task for name, task in self.app.tasks.items() if not name.startswith("celery.")
+        }
+
+    def validate(self, handler: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        """The payload, checked against the handler's schema and the size limit."""
+        handlers = self.handlers()
+        if handler not in handlers:
+            raise UnknownHandler(handler, handlers)
+        payload = dict(payload or {})
+        model = getattr(handlers[handler], "payload_model", None)
+        if model is not None:
+            try:
+                payload = model.model_validate(payload).model_dump(mode="json")
+            except ValidationError as exc:
+                problems = [
+                    (".".join(str(p) for p in error["loc"]) or "payload", error["msg"])
+                    for error in exc.errors(include_url=False)
+                ]
+                raise InvalidPayload(handler, problems) from None
+        size = len(kombu_json.dumps(payload).encode())
+        limit = get_settings().ledger.max_payload_bytes
+        if size > limit:
+            raise PayloadTooLarge(handler, size, limit)
+        return payload
+
+    def enqueue(
+        self,
+        handler: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        job_name: str | None = None,
+        queue: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> uuid.UUID:
+        """Record and publish a job; an existing key or active name returns that job instead."""
+        payload = self.validate(handler, payload)
+        queue = queue or self.app.amqp.router.route({}, handler)["queue"].name
+        job_id, created = self.store.create(
+            {
+                "id": uuid.uuid4(),
+                "handler": handler,
+                "queue": queue,
+                "payload": {"args": [], "kwargs": payload},
+                "metadata": metadata or {},
+                "job_name": job_name,
+                "idempotency_key": idempotency_key,
+            }
+        )
+        if created:
+            self._publish(job_id, handler, [], payload, queue)
+        return job_id
+
+    def _publish(
+        self, job_id: uuid.UUID, handler: str, args: list[Any], kwargs: dict[str, Any], queue: str
+    ) -> None:
+        try:
+            self.app.send_task(
+                handler,
+                args=args,
+                kwargs=kwargs,
+                task_id=str(job_id),
+                queue=queue,
+                headers={RECORDED_HEADER: True},
+            )
+        except BrokerUnavailable as exc:
+            self.store.transition(
+                job_id,
+                set(JobStatus),
+                JobStatus.FAILED,
+                "published",
+                f"not published: {exc}",
+                last_error=str(exc),
+            )
+            raise
+
+    def get(self, job_id: uuid.UUID | str) -> dict[str, Any]:
+        """One job; :class:`~app.errors.JobNotFound` if there is none."""
+        return self.store.get(job_id)
+
+    def get_by_name(self, name: str) -> dict[str, Any] | None:
+        """The newest job named ``name``."""
+        return self.store.get_by_name(name)
+
+    def history(self, job_id: uuid.UUID | str) -> list[dict[str, Any]]:
+        """The job's state changes, oldest first."""
+        return self.store.history(job_id)
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        handler: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of jobs, newest first, and the cursor of the next page."""
+        return self.store.list(
+            status=status,
+            handler=handler,
+            queue=queue,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    def active(self) -> builtins.list[dict[str, Any]]:
+        """Jobs running now."""
+        return self.list(status=JobStatus.RUNNING, limit=1000)[0]
+
+    def failed(self) -> builtins.list[dict[str, Any]]:
+        """Jobs that failed for good or wait in the dead-letter queue."""
+        return (
+            self.list(status=JobStatus.DEAD, limit=1000)[0]
+            + self.list(status=JobStatus.FAILED, limit=1000)[0]
+        )
+
+    def cancel(self, job_id: uuid.UUID | str, terminate: bool = False) -> None:
+        """Cancel a job that has not run yet (it never will), or a running one if asked."""
+        allowed = CANCELLABLE | ({JobStatus.RUNNING} if terminate else set())
+        before = self.store.transition(
+            job_id,
+            set(allowed),
+            JobStatus.CANCELLED,
+            "cancelled",
+            "cancelled by request",
+            finished_at=datetime.now().astimezone(),
+        )
+        if before["status"] == JobStatus.RUNNING:
+            self.app.control.revoke(str(before["id"]), terminate=True, signal="SIGTERM")
+
+    def requeue(self, job_id: uuid.UUID | str) -> uuid.UUID:
+        """Run a failed, dead or cancelled job again from its stored payload, same id."""
+        job = self.store.transition(
+            job_id,
+            set(REQUEUEABLE),
+            JobStatus.QUEUED,
+            "requeued",
+            "requeued by request",
+            deliveries=0,
+            finished_at=None,
+        )
+        payload = job["payload"] or {}
+        self._publish(
+            job["id"],
+            job["handler"],
+            list(payload.get("args", [])),
+            dict(payload.get("kwargs", {})),
+            job["queue"],
+        )
+        return uuid.UUID(str(job["id"]))

@@ -1,0 +1,192 @@
+"""JobStore: reads and the few synchronous writes of the ledger (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, and_, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from app.db import engine
+from app.errors import InvalidTransition, JobNotFound
+from app.jobs.models import Job, JobEvent, JobStatus
+
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    """An opaque cursor for the page after (created_at, id)."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor stands for; ``ValueError`` naming it when malformed."""
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cursor {cursor!r} is not one this API returned") from exc
+
+
+class JobStore:
+    """The ledger's repository."""
+
+    def __init__(self, db: Engine | None = None) -> None:
+        self.db = db or engine()
+
+    def create(self, row: dict[str, Any]) -> tuple[uuid.UUID, bool]:
+        """Insert a job unless its idempotency key or active name exists; (id, created)."""
+        now = datetime.now(UTC)
+        values = {
+            "status": JobStatus.QUEUED,
+            "status_at": now,
+            "created_at": now,
+            "enqueued_at": now,
+            **row,
+        }
+        with self.db.begin() as conn:
+            created = conn.execute(
+                pg_insert(JOBS).values(**values).on_conflict_do_nothing().returning(JOBS.c.id)
+            ).scalar()
+            if created is not None:
+                conn.execute(
+                    insert(EVENTS).values(
+                        job_id=created,
+                        from_status=None,
+                        to_status=values["status"],
+                        at=now,
+                        detail="enqueued",
+                    )
+                )
+                return created, True
+            clauses = []
+            if row.get("idempotency_key"):
+                clauses.append(JOBS.c.idempotency_key == row["idempotency_key"])
+            if row.get("job_name"):
+                clauses.append(
+                    and_(
+                        JOBS.c.job_name == row["job_name"],
+                        JOBS.c.status.in_(["scheduled", "queued", "running", "retrying"]),
+                    )
+                )
+            existing = (
+                conn.execute(select(JOBS.c.id).where(or_(*clauses))).scalar() if clauses else None
+            )
+        if existing is None:
+            raise RuntimeError(f"job {row.get('id')} conflicted with no idempotency key or name")
+        return existing, False
+
+    def get(self, job_id: uuid.UUID | str) -> dict[str, Any]:
+        """The job as a dict; :class:`JobNotFound` if there is none."""
+        with self.db.connect() as conn:
+            row = conn.execute(select(JOBS).where(JOBS.c.id == _uuid(job_id))).mappings().first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return dict(row)
+
+    def get_by_name(self, name: str) -> dict[str, Any] | None:
+        """The newest job with this name, if any."""
+        with self.db.connect() as conn:
+            row = (
+                conn.execute(
+                    select(JOBS).where(JOBS.c.job_name == name).order_by(JOBS.c.created_at.desc())
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def history(self, job_id: uuid.UUID | str) -> list[dict[str, Any]]:
+        """Every state change of the job, oldest first."""
+        self.get(job_id)
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(EVENTS)
+                .where(EVENTS.c.job_id == _uuid(job_id))
+                .order_by(EVENTS.c.at, EVENTS.c.id)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        handler: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs newest first, filtered, one page; returns the page and the next cursor."""
+        query = select(JOBS).order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc()).limit(limit)
+        for column, value in (
+            (JOBS.c.status, status),
+            (JOBS.c.handler, handler),
+            (JOBS.c.queue, queue),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(JOBS.c.created_at >= since)
+        if until is not None:
+            query = query.where(JOBS.c.created_at < until)
+        if cursor is not None:
+            created, job_id = decode_cursor(cursor)
+            query = query.where(tuple_(JOBS.c.created_at, JOBS.c.id) < tuple_(created, job_id))
+        with self.db.connect() as conn:
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+        next_cursor = (
+            encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if len(rows) == limit else None
+        )
+        return rows, next_cursor
+
+    def transition(
+        self,
+        job_id: uuid.UUID | str,
+        allowed: set[str],
+        to_status: str,
+        operation: str,
+        detail: str,
+        **changes: Any,
+    ) -> dict[str, Any]:
+        """Move a job from one of ``allowed`` states to ``to_status`` now, with an event."""
+        now = datetime.now(UTC)
+        with self.db.begin() as conn:
+            current = (
+                conn.execute(select(JOBS).where(JOBS.c.id == _uuid(job_id)).with_for_update())
+                .mappings()
+                .first()
+            )
+            if current is None:
+                raise JobNotFound(job_id)
+            if current["status"] not in allowed:
+                raise InvalidTransition(job_id, current["status"], operation)
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.id == current["id"])
+                .values(status=to_status, status_at=now, **changes)
+            )
+            conn.execute(
+                insert(EVENTS).values(
+                    job_id=current["id"],
+                    from_status=current["status"],
+                    to_status=to_status,
+                    at=now,
+                    detail=detail,
+                )
+            )
+        return dict(current)
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError as exc:
+        raise JobNotFound(value) from exc
