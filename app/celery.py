@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
 from app.jobs import lifecycle
+from app.jobs.releaser import Releaser, hold_if_later
 from app.producer import check_registered, publishing
 from beat.defaults import DEFAULT_SCHEDULES
 from config.settings import DEAD_LETTER_QUEUE, QUEUES, Settings, get_settings
@@ -100,16 +101,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "broker_pool_limit": 10,
         "visibility_timeout": visibility,
-        # Results in PostgreSQL through SQLAlchemy.
-        "result_backend": "db+" + settings.database_url,
+        # Results live in the job ledger, written in batches (app/jobs/backend.py).
+        "result_backend": "app.jobs.backend:LedgerBackend",
         "result_backend_transport_options": {"visibility_timeout": visibility},
-        "database_engine_options": {"pool_pre_ping": True, "pool_recycle": 1800},
-        "database_short_lived_sessions": False,
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
         "result_extended": True,
-        # Expiry is `maintenance.cleanup_expired_results`, which deletes in batches;
-        # None keeps beat from adding Celery's one-statement `celery.backend_cleanup`.
+        # Expiry is the ledger's retention task; None keeps beat from adding Celery's
+        # `celery.backend_cleanup`.
         "result_expires": None,
         # JSON only: a pickled message is discarded, never executed (security.rst).
         "task_serializer": "json",
@@ -164,6 +163,9 @@ class ConveyorCelery(Celery):
         or :class:`~app.errors.BrokerUnavailable`, each naming what was wrong.
         """
         check_registered(self, name)
+        held = hold_if_later(self, name, args, kwargs, options)
+        if held is not None:
+            return held
         with publishing(self, name, args, kwargs):
             return super().send_task(name, args, kwargs, **options)
 
@@ -194,3 +196,19 @@ def create_app(settings: Settings | None = None) -> ConveyorCelery:
 
 app = create_app()
 lifecycle.connect()
+
+_releaser: Releaser | None = None
+
+
+@signals.worker_ready.connect
+def _start_releaser(sender: Any = None, **_: Any) -> None:
+    """Every worker publishes held jobs when due (they share the work, never duplicate it)."""
+    global _releaser
+    _releaser = Releaser(app)
+    _releaser.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_releaser(**_: Any) -> None:
+    if _releaser is not None:
+        _releaser.stop()

@@ -7,11 +7,15 @@ queue it came from, the error and the traceback.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from app.celery import dead_letter_queue
+from app.errors import InvalidTransition, JobNotFound
 from config.settings import DEAD_LETTER_QUEUE
+
+logger = logging.getLogger(__name__)
 
 
 def publish(celery_app: Any, letter: dict[str, Any]) -> None:
@@ -57,13 +61,7 @@ def _drain(
                 kept.append(message)
                 continue
             if requeue:
-                celery_app.send_task(
-                    letter["task"],
-                    args=letter.get("args") or [],
-                    kwargs=letter.get("kwargs") or {},
-                    task_id=letter["task_id"],
-                    queue=letter.get("queue") or None,
-                )
+                _requeue(celery_app, letter)
                 message.ack()
             else:
                 kept.append(message)
@@ -72,6 +70,24 @@ def _drain(
         for message in kept:
             message.requeue()
     return matched
+
+
+def _requeue(celery_app: Any, letter: dict[str, Any]) -> None:
+    """Run the letter's job again: through the ledger, so its claim lets it run."""
+    from app.jobs.service import JobService
+
+    try:
+        JobService(celery_app).requeue(letter["task_id"])
+    except JobNotFound:  # older than the ledger's retention: publish it as it was
+        celery_app.send_task(
+            letter["task"],
+            args=letter.get("args") or [],
+            kwargs=letter.get("kwargs") or {},
+            task_id=letter["task_id"],
+            queue=letter.get("queue") or None,
+        )
+    except InvalidTransition as exc:  # requeued another way already: the letter is spent
+        logger.info("dead letter %s dropped: %s", letter["task_id"], exc)
 
 
 def peek(celery_app: Any, limit: int = 100) -> list[dict[str, Any]]:

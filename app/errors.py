@@ -101,3 +101,11 @@ class InvalidTransition(ConveyorError, ValueError):
 
     def __init__(self, job_id: object, status: str, operation: str) -> None:
         super().__init__(f"job {job_id} is {status}: it cannot be {operation}")
+
+
+class InvalidSchedule(ConveyorError, ValueError):
+    """A schedule ``JobService.enqueue`` cannot honour; names it and why."""
+
+    def __init__(self, schedule: object, reason: str) -> None:
+        self.schedule = schedule
+        super().__init__(f"schedule {schedule!r} is invalid: {reason}")

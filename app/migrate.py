@@ -6,7 +6,7 @@ import os
 
 
 def migrate() -> None:
-    """Apply the ledger's and Django's migrations and create the result tables."""
+    """Apply the ledger's migrations and Django's (beat schedules, console)."""
     from alembic import command
 
     from app.jobs.migrate_config import alembic_config
@@ -19,8 +19,3 @@ def migrate() -> None:
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
-
-    from app.celery import app
-
-    # Celery's database backend creates its tables when it first opens a session.
-    app.backend.ResultSession().close()  # type: ignore[attr-defined]

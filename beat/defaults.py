@@ -11,8 +11,8 @@ from celery.schedules import crontab
 
 #: Entry name → Celery beat entry. Beat's database scheduler installs these at start.
 DEFAULT_SCHEDULES: dict[str, dict[str, Any]] = {
-    "cleanup expired results": {
-        "task": "maintenance.cleanup_expired_results",
+    "purge finished jobs": {
+        "task": "maintenance.purge_finished_jobs",
         "schedule": crontab(hour="2", minute="0"),
     },
     "daily job summary": {

@@ -166,6 +166,12 @@ class LedgerSettings(BaseModel):
     #: Deliveries of one attempt beyond the first before the job is declared dead
     #: (a task that kills its worker is redelivered for ever otherwise).
     max_redeliveries: int = Field(default=3, ge=0)
+    #: A message due later than this many seconds waits in PostgreSQL, not in the broker.
+    hold_after_s: float = Field(default=30.0, ge=0)
+    #: Days a completed or cancelled job (with its events and result) is kept.
+    retention_days: int = Field(default=30, ge=1)
+    #: Days a failed or dead job is kept, for the post-mortem.
+    failed_retention_days: int = Field(default=90, ge=1)
     #: Largest encoded payload ``JobService.enqueue`` accepts, bytes.
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
 
@@ -199,11 +205,14 @@ class Settings(BaseSettings):
     flower: FlowerSettings = FlowerSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     ledger: LedgerSettings = LedgerSettings()
-    #: Seconds a task result is kept before the cleanup task removes it.
-    result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:
+        if self.ledger.hold_after_s >= self.broker.visibility_timeout_s:
+            raise ValueError(
+                f"ledger.hold_after_s={self.ledger.hold_after_s} must be below "
+                f"broker.visibility_timeout_s={self.broker.visibility_timeout_s}"
+            )
         # A Redis message unacknowledged past the visibility timeout is delivered
         # again while it still runs (celery#7651, kombu#337).
         vt = self.broker.visibility_timeout_s

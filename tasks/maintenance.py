@@ -11,28 +11,42 @@ from app.db import engine
 from config.settings import get_settings
 from tasks.base import ConveyorTask
 
-#: Rows deleted per statement, so no delete holds locks for long.
-BATCH = 5000
+#: Jobs deleted per statement, so no delete holds its locks for long.
+BATCH = 2000
+
+PURGE = text("""
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status = ANY(:statuses) AND finished_at < :cutoff
+    ORDER BY finished_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+), events AS (
+    DELETE FROM job_events WHERE job_id IN (SELECT id FROM doomed)
+)
+DELETE FROM jobs WHERE id IN (SELECT id FROM doomed)
+""")
 
 
-@app.task(base=ConveyorTask, name="maintenance.cleanup_expired_results")
-def cleanup_expired_results() -> dict[str, int]:
-    """Delete stored task results older than ``result_expires_s``, in batches."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=get_settings().result_expires_s)
+@app.task(base=ConveyorTask, name="maintenance.purge_finished_jobs")
+def purge_finished_jobs() -> dict[str, int]:
+    """Delete finished jobs past their retention, with their events, in short batches."""
+    ledger = get_settings().ledger
+    now = datetime.now(UTC)
     deleted: dict[str, int] = {}
-    for table in ("celery_taskmeta", "celery_tasksetmeta"):
+    for label, statuses, days in (
+        ("completed_or_cancelled", ["completed", "cancelled"], ledger.retention_days),
+        ("failed_or_dead", ["failed", "dead"], ledger.failed_retention_days),
+    ):
         total = 0
         while True:
             with engine().begin() as conn:
                 count = conn.execute(
-                    text(
-                        f"DELETE FROM {table} WHERE id IN ("
-                        f"SELECT id FROM {table} WHERE date_done < :cutoff LIMIT :batch)"
-                    ),
-                    {"cutoff": cutoff.replace(tzinfo=None), "batch": BATCH},
+                    PURGE,
+                    {"statuses": statuses, "cutoff": now - timedelta(days=days), "batch": BATCH},
                 ).rowcount
             total += count
             if count < BATCH:
                 break
-        deleted[table] = total
+        deleted[label] = total
     return deleted

@@ -75,12 +75,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     lifecycle.recorder().close()
     engine().dispose()
-    from app.celery import app
-
-    app.backend.ResultSession().close()
-    from sqlalchemy.orm import close_all_sessions
-
-    close_all_sessions()
     try:
         with psycopg.connect(_plain(_services.postgres_admin_url), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{_database}" WITH (FORCE)')

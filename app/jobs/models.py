@@ -66,6 +66,11 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the releaser must publish this job's message; NULL once published. Delayed
+    #: jobs, retries due later and transactional enqueues wait here, not in the broker.
+    release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: How to publish it then (queue, retries, priority).
+    publish_options: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
@@ -80,7 +85,7 @@ class Job(Base):
                 "job_name IS NOT NULL AND status IN ('scheduled','queued','running','retrying')"
             ),
         ),
-        Index("ix_jobs_due", "due_at", postgresql_where=text("status = 'scheduled'")),
+        Index("ix_jobs_release", "release_at", postgresql_where=text("release_at IS NOT NULL")),
     )
 
 

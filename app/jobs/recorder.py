@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from kombu.utils import json as kombu_json
 from psycopg.types.json import Jsonb
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def fold(transitions: Iterable[Transition]) -> list[dict[str, Any]]:
     for row in rows.values():
         for name in ("payload", "metadata", "result"):
             if row[name] is not None:
-                row[name] = Jsonb(row[name])
+                row[name] = Jsonb(row[name], dumps=kombu_json.dumps)
         row["handler"] = row["handler"] or "?"
         row["queue"] = row["queue"] or "?"
     return list(rows.values())

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kombu.utils import json as kombu_json
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from app.celery import app as default_app
-from app.errors import BrokerUnavailable, InvalidPayload, PayloadTooLarge, UnknownHandler
+from app.errors import (
+    BrokerUnavailable,
+    InvalidPayload,
+    InvalidSchedule,
+    PayloadTooLarge,
+    UnknownHandler,
+)
 from app.jobs.lifecycle import RECORDED_HEADER
 from app.jobs.models import JobStatus
 from app.jobs.store import JobStore
 from config.settings import get_settings
+
+#: What ``enqueue`` accepts as a schedule.
+Schedule = str | datetime | timedelta | None
 
 CANCELLABLE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING}
 REQUEUEABLE = {JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED}
@@ -63,30 +73,73 @@ class JobService:
         payload: dict[str, Any] | None = None,
         *,
         job_name: str | None = None,
+        schedule: Schedule = None,
         queue: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        connection: Connection | None = None,
     ) -> uuid.UUID:
-        """Record and publish a job; an existing key or active name returns that job instead."""
+        """Record and publish a job; an existing key or active name returns that job instead.
+
+        ``schedule``: None or ``"@once"`` (now), a datetime, or a timedelta from now.
+        With ``connection`` the job joins the caller's transaction: it is published
+        (by the releaser, within a second) if and only if that transaction commits.
+        """
         payload = self.validate(handler, payload)
+        due = self.due(schedule)
         queue = queue or self.app.amqp.router.route({}, handler)["queue"].name
-        job_id, created = self.store.create(
-            {
-                "id": uuid.uuid4(),
-                "handler": handler,
-                "queue": queue,
-                "payload": {"args": [], "kwargs": payload},
-                "metadata": metadata or {},
-                "job_name": job_name,
-                "idempotency_key": idempotency_key,
-            }
-        )
-        if created:
-            self._publish(job_id, handler, [], payload, queue)
+        now = datetime.now(UTC)
+        horizon = timedelta(seconds=get_settings().ledger.hold_after_s)
+        held = connection is not None or due > now + horizon
+        row: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "handler": handler,
+            "queue": queue,
+            "payload": {"args": [], "kwargs": payload},
+            "metadata": metadata or {},
+            "job_name": job_name,
+            "idempotency_key": idempotency_key,
+            "schedule": None if schedule is None else str(schedule),
+            "due_at": due,
+        }
+        if held:
+            row.update(
+                status=JobStatus.SCHEDULED if due > now else JobStatus.QUEUED,
+                release_at=due,
+                publish_options={"queue": queue},
+                enqueued_at=None,
+            )
+        job_id, created = self.store.create(row, connection)
+        if created and not held:
+            self._publish(job_id, handler, [], payload, queue, eta=due if due > now else None)
         return job_id
 
+    @staticmethod
+    def due(schedule: Schedule) -> datetime:
+        """When a job with ``schedule`` is due; :class:`InvalidSchedule` naming it if unusable."""
+        now = datetime.now(UTC)
+        if schedule is None or schedule == "@once":
+            return now
+        if isinstance(schedule, timedelta):
+            if schedule < timedelta(0):
+                raise InvalidSchedule(schedule, "a delay cannot be negative")
+            return now + schedule
+        if isinstance(schedule, datetime):
+            if schedule.tzinfo is None:
+                raise InvalidSchedule(schedule, "give a time zone (naive times are ambiguous)")
+            return schedule
+        raise InvalidSchedule(
+            schedule, "use None or '@once' (now), a timezone-aware datetime, or a timedelta"
+        )
+
     def _publish(
-        self, job_id: uuid.UUID, handler: str, args: list[Any], kwargs: dict[str, Any], queue: str
+        self,
+        job_id: uuid.UUID,
+        handler: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        queue: str,
+        eta: datetime | None = None,
     ) -> None:
         try:
             self.app.send_task(
@@ -95,6 +148,7 @@ class JobService:
                 kwargs=kwargs,
                 task_id=str(job_id),
                 queue=queue,
+                eta=eta,
                 headers={RECORDED_HEADER: True},
             )
         except BrokerUnavailable as exc:
@@ -162,7 +216,8 @@ class JobService:
             JobStatus.CANCELLED,
             "cancelled",
             "cancelled by request",
-            finished_at=datetime.now().astimezone(),
+            finished_at=datetime.now(UTC),
+            release_at=None,
         )
         if before["status"] == JobStatus.RUNNING:
             self.app.control.revoke(str(before["id"]), terminate=True, signal="SIGTERM")

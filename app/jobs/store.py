@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, and_, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from app.db import engine
@@ -38,8 +38,14 @@ class JobStore:
     def __init__(self, db: Engine | None = None) -> None:
         self.db = db or engine()
 
-    def create(self, row: dict[str, Any]) -> tuple[uuid.UUID, bool]:
-        """Insert a job unless its idempotency key or active name exists; (id, created)."""
+    def create(self, row: dict[str, Any], conn: Connection | None = None) -> tuple[uuid.UUID, bool]:
+        """Insert a job unless its idempotency key or active name exists; (id, created).
+
+        With ``conn`` the insert joins the caller's transaction (and commits with it).
+        """
+        if conn is None:
+            with self.db.begin() as own:
+                return self.create(row, own)
         now = datetime.now(UTC)
         values = {
             "status": JobStatus.QUEUED,
@@ -48,34 +54,33 @@ class JobStore:
             "enqueued_at": now,
             **row,
         }
-        with self.db.begin() as conn:
-            created = conn.execute(
-                pg_insert(JOBS).values(**values).on_conflict_do_nothing().returning(JOBS.c.id)
-            ).scalar()
-            if created is not None:
-                conn.execute(
-                    insert(EVENTS).values(
-                        job_id=created,
-                        from_status=None,
-                        to_status=values["status"],
-                        at=now,
-                        detail="enqueued",
-                    )
+        created = conn.execute(
+            pg_insert(JOBS).values(**values).on_conflict_do_nothing().returning(JOBS.c.id)
+        ).scalar()
+        if created is not None:
+            conn.execute(
+                insert(EVENTS).values(
+                    job_id=created,
+                    from_status=None,
+                    to_status=values["status"],
+                    at=now,
+                    detail="enqueued",
                 )
-                return created, True
-            clauses = []
-            if row.get("idempotency_key"):
-                clauses.append(JOBS.c.idempotency_key == row["idempotency_key"])
-            if row.get("job_name"):
-                clauses.append(
-                    and_(
-                        JOBS.c.job_name == row["job_name"],
-                        JOBS.c.status.in_(["scheduled", "queued", "running", "retrying"]),
-                    )
-                )
-            existing = (
-                conn.execute(select(JOBS.c.id).where(or_(*clauses))).scalar() if clauses else None
             )
+            return created, True
+        clauses = []
+        if row.get("idempotency_key"):
+            clauses.append(JOBS.c.idempotency_key == row["idempotency_key"])
+        if row.get("job_name"):
+            clauses.append(
+                and_(
+                    JOBS.c.job_name == row["job_name"],
+                    JOBS.c.status.in_(["scheduled", "queued", "running", "retrying"]),
+                )
+            )
+        existing = (
+            conn.execute(select(JOBS.c.id).where(or_(*clauses))).scalar() if clauses else None
+        )
         if existing is None:
             raise RuntimeError(f"job {row.get('id')} conflicted with no idempotency key or name")
         return existing, False

@@ -48,7 +48,7 @@ def test_each_first_task_runs_only_on_its_queue_worker(broker: Broker) -> None:
             "default": demo.ping.delay("hi"),
             "emails": emails.send.delay(["ops@example.com"], "Nightly", "All green."),
             "reports": reports.job_summary.delay(24),
-            "background": maintenance.cleanup_expired_results.delay(),
+            "background": maintenance.purge_finished_jobs.delay(),
         }
         for queue, result in results.items():
             value = result.get(timeout=30)
@@ -58,6 +58,7 @@ def test_each_first_task_runs_only_on_its_queue_worker(broker: Broker) -> None:
             assert result.queue == queue
             assert value is not None
         assert results["default"].result == "pong: hi"
+        assert results["background"].result == {"completed_or_cancelled": 0, "failed_or_dead": 0}
         assert inbox.received.wait(5)
         assert inbox.messages[0]["Subject"] == "Nightly"  # type: ignore[index]
         for queue, worker in workers.items():

@@ -51,8 +51,8 @@ def test_publishing_gives_up_after_bounded_retries() -> None:
     assert config["broker_connection_timeout"] == REDIS.broker.connection_timeout_s
 
 
-def test_results_live_in_postgresql() -> None:
-    assert celery_config(REDIS)["result_backend"].startswith("db+postgresql+psycopg://")
+def test_results_live_in_the_ledger() -> None:
+    assert celery_config(REDIS)["result_backend"] == "app.jobs.backend:LedgerBackend"
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,7 @@ def test_results_live_in_postgresql() -> None:
         ("demo.ping", "default"),
         ("emails.send", "emails"),
         ("reports.job_summary", "reports"),
-        ("maintenance.cleanup_expired_results", "background"),
+        ("maintenance.purge_finished_jobs", "background"),
     ],
 )
 def test_tasks_are_routed_to_their_queue_by_name(task: str, queue: str) -> None:

@@ -1,0 +1,107 @@
+"""Celery's result backend on the job ledger: results are written in batches with the
+job's transitions, and read from ``jobs``.
+
+Celery's own database backend writes every result (and STARTED) synchronously on
+the worker's hot path; here the lifecycle hooks already record each state with
+its result, so storing is free and reading maps a ledger row to Celery's meta.
+``AsyncResult.get()`` polls, as with any database backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import states
+from celery.backends.base import BaseBackend
+from sqlalchemy import select
+
+from app.db import engine
+from app.jobs.models import Job
+
+#: Ledger status → Celery state.
+STATES = {
+    "scheduled": states.PENDING,
+    "queued": states.PENDING,
+    "running": states.STARTED,
+    "retrying": states.RETRY,
+    "completed": states.SUCCESS,
+    "failed": states.FAILURE,
+    "dead": states.FAILURE,
+    "cancelled": states.REVOKED,
+}
+
+COLUMNS = (
+    Job.status,
+    Job.result,
+    Job.last_error,
+    Job.traceback,
+    Job.handler,
+    Job.payload,
+    Job.worker,
+    Job.attempts,
+    Job.queue,
+    Job.finished_at,
+)
+
+
+class LedgerBackend(BaseBackend):
+    """Results in the ledger (``result_backend = "app.jobs.backend:LedgerBackend"``)."""
+
+    persistent = True
+    supports_autoexpire = False
+    supports_native_join = False
+
+    def __init__(self, app: Any = None, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.url = url
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        # The lifecycle hooks (app.jobs.lifecycle) record this state, batched.
+        return result
+
+    def _forget(self, task_id: str) -> None:
+        """Results are kept with their job until retention removes both."""
+
+    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+        with engine().connect() as conn:
+            row = conn.execute(select(*COLUMNS).where(Job.id == task_id)).first()
+        if row is None:
+            return {"status": states.PENDING, "result": None, "task_id": task_id}
+        status = STATES.get(row.status, states.PENDING)
+        result: Any = row.result
+        if status in states.EXCEPTION_STATES:
+            kind, _, message = (row.last_error or f"{row.status}: ").partition(": ")
+            # exc_module None: Celery rebuilds a plain exception class of that name and
+            # never imports anything named by stored data (CVE-2021-23727).
+            result = self.exception_to_python(
+                {"exc_type": kind or "JobFailed", "exc_message": message, "exc_module": None}
+            )
+        payload = row.payload or {}
+        return {
+            "task_id": task_id,
+            "status": status,
+            "result": result,
+            "traceback": row.traceback,
+            "children": [],
+            "date_done": row.finished_at.isoformat()
+            if isinstance(row.finished_at, datetime)
+            else None,
+            "name": row.handler,
+            "args": payload.get("args"),
+            "kwargs": payload.get("kwargs"),
+            "worker": row.worker,
+            "retries": max(0, (row.attempts or 1) - 1),
+            "queue": row.queue,
+        }
+
+    def cleanup(self) -> None:
+        """Retention is the ledger's (maintenance.purge_finished_jobs)."""

@@ -1,0 +1,206 @@
+"""Jobs due later wait in PostgreSQL; the releaser publishes them when due.
+
+An ETA or countdown kept in the broker sits in a worker's memory, unacknowledged:
+past Redis's visibility timeout it runs twice (celery#2599, kombu#337), and
+RabbitMQ's consumer timeout closes the channel holding it (celery#6760). So a
+message due later than ``ledger.hold_after_s`` is *held*: written to the job's
+row with ``release_at``, and published by a releaser when due. Every worker runs
+a releaser thread; ``FOR UPDATE SKIP LOCKED`` lets them share the work without
+publishing a job twice, and the claim (app/jobs/claim.py) keeps a message
+published twice by a crash between publish and commit from running twice.
+The same path makes ``JobService.enqueue(..., connection=…)`` transactional:
+the row commits with the caller's transaction, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from app.db import engine
+from app.jobs.lifecycle import RECORDED_HEADER
+from app.jobs.models import JobStatus
+from config.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+#: Publish options a held message keeps (what Celery's retry and routing need).
+KEPT_OPTIONS = ("queue", "priority", "retries", "expires", "time_limit", "soft_time_limit")
+
+HOLD = text("""
+INSERT INTO jobs AS j (id, handler, queue, payload, status, status_at, created_at, due_at,
+                       release_at, publish_options, job_name, metadata, idempotency_key)
+VALUES (:id, :handler, :queue, CAST(:payload AS jsonb), :status, now(), now(), :due, :due,
+        CAST(:options AS jsonb), :job_name, CAST(:metadata AS jsonb), :idempotency_key)
+ON CONFLICT (id) DO UPDATE SET release_at = EXCLUDED.release_at, due_at = EXCLUDED.due_at,
+    publish_options = EXCLUDED.publish_options
+RETURNING (xmax = 0) AS created
+""")
+
+EVENT = text("""
+INSERT INTO job_events (job_id, from_status, to_status, at, detail)
+VALUES (:id, :from_status, :to_status, now(), :detail)
+""")
+
+DUE = text("""
+SELECT id, handler, queue, payload, publish_options, status FROM jobs
+WHERE release_at <= now() ORDER BY release_at LIMIT :limit FOR UPDATE SKIP LOCKED
+""")
+
+RELEASED = text("""
+UPDATE jobs SET release_at = NULL,
+    status = CASE WHEN status = 'scheduled' THEN 'queued' ELSE status END,
+    status_at = CASE WHEN status = 'scheduled' THEN now() ELSE status_at END,
+    enqueued_at = coalesce(enqueued_at, now())
+WHERE id = :id
+""")
+
+
+def due_time(options: dict[str, Any]) -> datetime | None:
+    """When a message published with ``options`` is due (None: now)."""
+    eta, countdown = options.get("eta"), options.get("countdown")
+    if eta is not None:
+        when = datetime.fromisoformat(eta) if isinstance(eta, str) else eta
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    if countdown:
+        return datetime.now(UTC) + timedelta(seconds=float(countdown))
+    return None
+
+
+def hold(
+    conn: Connection,
+    *,
+    job_id: str,
+    handler: str,
+    queue: str,
+    args: Any,
+    kwargs: Any,
+    due: datetime,
+    options: dict[str, Any],
+    job_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+) -> bool:
+    """Write a held message on ``conn`` (the caller's transaction); True if the job is new."""
+    from kombu.utils import json as kombu_json
+
+    status = JobStatus.SCHEDULED if due > datetime.now(UTC) else JobStatus.QUEUED
+    created = conn.execute(
+        HOLD,
+        {
+            "id": job_id,
+            "handler": handler,
+            "queue": queue,
+            "status": status,
+            "due": due,
+            "payload": kombu_json.dumps({"args": list(args or []), "kwargs": dict(kwargs or {})}),
+            "options": kombu_json.dumps({k: options[k] for k in KEPT_OPTIONS if options.get(k)}),
+            "job_name": job_name,
+            "metadata": kombu_json.dumps(metadata or {}),
+            "idempotency_key": idempotency_key,
+        },
+    ).scalar()
+    if created:
+        conn.execute(
+            EVENT,
+            {
+                "id": job_id,
+                "from_status": None,
+                "to_status": status,
+                "detail": f"held until {due.isoformat()}",
+            },
+        )
+    return bool(created)
+
+
+def hold_if_later(
+    celery_app: Any, name: str, args: Any, kwargs: Any, options: dict[str, Any]
+) -> Any | None:
+    """Hold a message due later than the horizon; return its AsyncResult, else None."""
+    due = due_time(options)
+    horizon = timedelta(seconds=get_settings().ledger.hold_after_s)
+    if due is None or due - datetime.now(UTC) <= horizon:
+        return None
+    job_id = str(options.get("task_id") or uuid.uuid4())
+    queue = options.get("queue") or celery_app.amqp.router.route({}, name)["queue"].name
+    queue = getattr(queue, "name", queue)
+    with engine().begin() as conn:
+        hold(
+            conn,
+            job_id=job_id,
+            handler=name,
+            queue=queue,
+            args=args,
+            kwargs=kwargs,
+            due=due,
+            options={**options, "queue": queue},
+        )
+    return celery_app.AsyncResult(job_id)
+
+
+class Releaser:
+    """Publishes held messages when due; one thread per worker."""
+
+    def __init__(self, celery_app: Any, interval_s: float = 0.5, batch: int = 200) -> None:
+        self.app = celery_app
+        self.interval_s = interval_s
+        self.batch = batch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def release_due(self) -> int:
+        """Publish every held message that is due now; return how many."""
+        released = 0
+        with engine().begin() as conn:
+            for row in conn.execute(DUE, {"limit": self.batch}).mappings().all():
+                payload, options = row["payload"] or {}, dict(row["publish_options"] or {})
+                options.setdefault("queue", row["queue"])
+                self.app.send_task(
+                    row["handler"],
+                    args=payload.get("args") or [],
+                    kwargs=payload.get("kwargs") or {},
+                    task_id=str(row["id"]),
+                    headers={RECORDED_HEADER: True},
+                    **options,
+                )
+                conn.execute(RELEASED, {"id": row["id"]})
+                if row["status"] == JobStatus.SCHEDULED:
+                    conn.execute(
+                        EVENT,
+                        {
+                            "id": row["id"],
+                            "from_status": "scheduled",
+                            "to_status": "queued",
+                            "detail": "released when due",
+                        },
+                    )
+                released += 1
+        return released
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.wait(self.interval_s if not failures else min(5.0, failures)):
+            try:
+                while self.release_due() == self.batch:
+                    pass
+                failures = 0
+            except Exception as exc:  # database or broker down: try again, never die
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    logger.warning("releaser failed (%d in a row): %s", failures, exc)
+
+    def start(self) -> None:
+        """Start the releaser thread."""
+        self._thread = threading.Thread(target=self._run, name="conveyor-releaser", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after its current round."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
