@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -94,7 +95,7 @@ def test_transactional_enqueue_publishes_on_commit_only_even_after_a_crash(
             ),
         ],
         cwd=ROOT,
-        env={**__import__("os").environ, "CONVEYOR_BROKER__URL": broker.url},
+        env={**os.environ, "CONVEYOR_BROKER__URL": broker.url},
         capture_output=True,
         text=True,
         timeout=60,
