@@ -13,6 +13,7 @@ from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
 from app.jobs import lifecycle
+from app.jobs.heartbeat import Heartbeat
 from app.jobs.releaser import Releaser, hold_if_later
 from app.producer import check_registered, publishing
 from beat.defaults import DEFAULT_SCHEDULES
@@ -197,18 +198,20 @@ def create_app(settings: Settings | None = None) -> ConveyorCelery:
 app = create_app()
 lifecycle.connect()
 
-_releaser: Releaser | None = None
+_threads: list[Releaser | Heartbeat] = []
 
 
 @signals.worker_ready.connect
-def _start_releaser(sender: Any = None, **_: Any) -> None:
-    """Every worker publishes held jobs when due (they share the work, never duplicate it)."""
-    global _releaser
-    _releaser = Releaser(app)
-    _releaser.start()
+def _start_worker_threads(sender: Any = None, **_: Any) -> None:
+    """Every worker publishes held jobs when due (they share the work, never duplicate
+    it), heartbeats, and requeues jobs that silent workers left running."""
+    queues = [queue.name for queue in sender.task_consumer.queues] if sender else []
+    _threads.extend([Releaser(app), Heartbeat(sender.hostname, queues)])
+    for thread in _threads:
+        thread.start()
 
 
 @signals.worker_shutdown.connect
-def _stop_releaser(**_: Any) -> None:
-    if _releaser is not None:
-        _releaser.stop()
+def _stop_worker_threads(**_: Any) -> None:
+    for thread in _threads:
+        thread.stop()

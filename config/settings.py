@@ -168,6 +168,11 @@ class LedgerSettings(BaseModel):
     max_redeliveries: int = Field(default=3, ge=0)
     #: A message due later than this many seconds waits in PostgreSQL, not in the broker.
     hold_after_s: float = Field(default=30.0, ge=0)
+    #: Seconds between a worker's heartbeats.
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    #: A job ``running`` on a worker silent this long is requeued (must exceed the
+    #: heartbeat interval several times over).
+    recovery_after_s: float = Field(default=60.0, gt=0)
     #: Days a completed or cancelled job (with its events and result) is kept.
     retention_days: int = Field(default=30, ge=1)
     #: Days a failed or dead job is kept, for the post-mortem.
@@ -208,6 +213,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:
+        if self.ledger.recovery_after_s < 3 * self.ledger.heartbeat_interval_s:
+            raise ValueError(
+                f"ledger.recovery_after_s={self.ledger.recovery_after_s} must be at least three "
+                f"heartbeats (ledger.heartbeat_interval_s={self.ledger.heartbeat_interval_s})"
+            )
         if self.ledger.hold_after_s >= self.broker.visibility_timeout_s:
             raise ValueError(
                 f"ledger.hold_after_s={self.ledger.hold_after_s} must be below "

@@ -86,7 +86,20 @@ class Job(Base):
             ),
         ),
         Index("ix_jobs_release", "release_at", postgresql_where=text("release_at IS NOT NULL")),
+        Index("ix_jobs_running_worker", "worker", postgresql_where=text("status = 'running'")),
     )
+
+
+class WorkerBeat(Base):
+    """The last sign of life of one worker (its Celery node name)."""
+
+    __tablename__ = "workers"
+
+    hostname: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class JobEvent(Base):
