@@ -29,14 +29,16 @@ def test_jobs_of_a_killed_worker_are_recovered_and_complete_once(
     wait_for(lambda: len(effects.rows("lost", "start")) == 3, 30, "three running jobs")
     wait_for(
         lambda: all(service.get(job)["status"] == "running" for job in jobs.values()),
-        10, "the ledger to show them running",
+        10,
+        "the ledger to show them running",
     )
     doomed.kill()  # the whole worker: SIGKILL to main process and pool at once
     killed_at = time.monotonic()
     with Worker(broker.url, queues="default", concurrency=3, env=FAST_RECOVERY):
         wait_for(
             lambda: all(service.get(job)["status"] == "completed" for job in jobs.values()),
-            60, "every lost job to complete",
+            60,
+            "every lost job to complete",
         )
         recovered_in = time.monotonic() - killed_at
         time.sleep(2)  # room for a duplicate run to show itself

@@ -1,0 +1,102 @@
+"""PostgreSQL down for a minute under load: workers keep running, the ledger catches up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from app.embedded import EmbeddedPostgres, free_port
+from tests.acceptance.conftest import Effects, wait_for
+from tests.acceptance.workers import Worker
+from tests.conftest import Broker, database_url
+from tests.services import ROOT
+
+pytestmark = pytest.mark.acceptance
+
+PRODUCER = """
+import sys, time
+import tests.acceptance.probe_tasks as probe
+deadline = time.monotonic() + float(sys.argv[1])
+index = 0
+while time.monotonic() < deadline:
+    result = probe.record.delay(f"out{index:04d}")
+    print(result.id, flush=True)
+    index += 1
+    time.sleep(0.25)
+"""
+
+
+def test_postgres_down_60s_under_load_no_worker_exits_and_the_ledger_is_complete(
+    redis_broker: Broker, effects: Effects
+) -> None:
+    # The database this test stops is its own, never the machine's.
+    server = EmbeddedPostgres(ROOT / "var" / f"test-pg-{uuid.uuid4().hex[:8]}", free_port())
+    server.start()
+    server.create_database("conveyor")
+    env = {
+        **os.environ,
+        "CONVEYOR_BROKER__URL": redis_broker.url,
+        "CONVEYOR_DATABASE__URL": server.url("conveyor"),
+        "CONVEYOR_TEST_EFFECTS_URL": database_url(),
+        "CONVEYOR_LEDGER__HEARTBEAT_INTERVAL_S": "1",
+        "CONVEYOR_LEDGER__RECOVERY_AFTER_S": "10",
+    }
+    worker = None
+    try:
+        subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True)
+        worker = Worker(redis_broker.url, queues="default", concurrency=2, env=env).start()
+        producer = subprocess.Popen(
+            [sys.executable, "-c", PRODUCER, "80"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(8)
+        server.stop()
+        down_from = datetime.now(UTC)
+        time.sleep(60)
+        assert worker.process is not None and worker.process.poll() is None, "a worker exited"
+        server.start()
+        down_until = datetime.now(UTC)
+        out, _ = producer.communicate(timeout=60)
+        job_ids = out.split()
+        assert producer.returncode == 0 and len(job_ids) > 250
+        wait_for(lambda: len(effects.rows("out", "done")) == len(job_ids), 60, "every job to run")
+        during = [row for row in effects.rows("out", "done") if down_from < row[4] < down_until]
+        assert len(during) > 150, "jobs kept running while PostgreSQL was down"
+
+        ledger_url = server.url("conveyor").replace("+psycopg", "")
+
+        def ledger_complete() -> bool:
+            with psycopg.connect(ledger_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM jobs "
+                    "WHERE id = ANY(%s::uuid[])",
+                    (job_ids,),
+                ).fetchone()
+            return row == (len(job_ids), len(job_ids))
+
+        wait_for(ledger_complete, 60, "the ledger to catch up")
+        with psycopg.connect(ledger_url) as conn:
+            incomplete = conn.execute(
+                "SELECT job_id FROM job_events WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id "
+                "HAVING NOT array_agg(to_status::text) @> ARRAY['queued','running','completed']::text[]",
+                (job_ids,),
+            ).fetchall()
+        assert incomplete == [], f"{len(incomplete)} jobs lack a transition"
+        assert worker.process.poll() is None
+    finally:
+        if worker is not None:
+            worker.terminate()
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+        server.log.unlink(missing_ok=True)
