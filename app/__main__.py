@@ -123,6 +123,9 @@ def parser() -> argparse.ArgumentParser:
         ("migrate", cmd_migrate, "create or upgrade the database"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
+    from app.jobs.cli import add_commands
+
+    add_commands(sub)
     return top
 
 

@@ -89,7 +89,8 @@ def test_postgres_down_60s_under_load_no_worker_exits_and_the_ledger_is_complete
         with psycopg.connect(ledger_url) as conn:
             incomplete = conn.execute(
                 "SELECT job_id FROM job_events WHERE job_id = ANY(%s::uuid[]) GROUP BY job_id "
-                "HAVING NOT array_agg(to_status::text) @> ARRAY['queued','running','completed']::text[]",
+                "HAVING NOT array_agg(to_status::text) "
+                "@> ARRAY['queued','running','completed']::text[]",
                 (job_ids,),
             ).fetchall()
         assert incomplete == [], f"{len(incomplete)} jobs lack a transition"
