@@ -120,4 +120,3 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         return 2
     print(job_id)
     return 0
-
