@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.ledger
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

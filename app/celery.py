@@ -155,6 +155,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 class ConveyorCelery(Celery):
     """Celery that refuses, at publish, a task name no module registered."""
 
+    #: Its jobs are recorded in the ledger (see app.jobs.lifecycle.ours).
+    conveyor_ledger = True
+
     def send_task(  # type: ignore[override]
         self, name: str, args: Any = None, kwargs: Any = None, **options: Any
     ) -> Any:
@@ -167,8 +170,12 @@ class ConveyorCelery(Celery):
         held = hold_if_later(self, name, args, kwargs, options)
         if held is not None:
             return held
-        with publishing(self, name, args, kwargs):
-            return super().send_task(name, args, kwargs, **options)
+        token = lifecycle.publishing_conveyor.set(True)
+        try:
+            with publishing(self, name, args, kwargs):
+                return super().send_task(name, args, kwargs, **options)
+        finally:
+            lifecycle.publishing_conveyor.reset(token)
 
 
 def configure(celery_app: Celery, settings: Settings) -> None:
@@ -205,7 +212,9 @@ _threads: list[Releaser | Heartbeat] = []
 def _start_worker_threads(sender: Any = None, **_: Any) -> None:
     """Every worker publishes held jobs when due (they share the work, never duplicate
     it), heartbeats, and requeues jobs that silent workers left running."""
-    queues = [queue.name for queue in sender.task_consumer.queues] if sender else []
+    if sender is None or sender.app is not app:  # another Celery app in this process
+        return
+    queues = [queue.name for queue in sender.task_consumer.queues]
     _threads.extend([Releaser(app), Heartbeat(sender.hostname, queues)])
     for thread in _threads:
         thread.start()

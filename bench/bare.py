@@ -59,7 +59,12 @@ BACKEND_ONLY = frozenset(
 def bare_config(settings: Settings, result_backend: bool) -> dict[str, Any]:
     """Conveyor's Celery settings without :data:`CONVEYOR_ONLY`, on queue :data:`QUEUE`."""
     config = {k: v for k, v in celery_config(settings).items() if k not in CONVEYOR_ONLY}
-    if not result_backend:
+    if result_backend:  # Celery's own PostgreSQL backend, as a bare deployment has it
+        config.update(
+            result_backend="db+" + settings.database_url,
+            database_engine_options={"pool_pre_ping": True, "pool_recycle": 1800},
+        )
+    else:
         config = {k: v for k, v in config.items() if k not in BACKEND_ONLY}
         config["result_backend"] = None
     config.update(

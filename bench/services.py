@@ -90,6 +90,16 @@ def brokers(wanted: str, redis_url: str, rabbitmq_url: str) -> list[Broker]:
     return found
 
 
+def migrate(database_url: str) -> None:
+    """Create Conveyor's tables (the ledger) in the benchmark's database."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CONVEYOR_DATABASE__URL": database_url}
+    subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True)
+
+
 @contextmanager
 def backing(database_url: str, probe_url: str) -> Iterator[Backing]:
     """PostgreSQL and the probe Redis, embedded where the given ones do not answer."""
@@ -118,4 +128,5 @@ def backing(database_url: str, probe_url: str) -> Iterator[Backing]:
             stack.callback(redis_server.stop)
             notes.append(f"probe {mask_url(probe_url)} unusable ({problem}); embedded Redis")
             probe_url = redis_server.url
+        migrate(database_url)
         yield Backing(database_url, probe_url, tuple(notes))

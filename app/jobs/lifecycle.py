@@ -11,6 +11,7 @@ import functools
 import logging
 import socket
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +27,15 @@ _recorder: Recorder | None = None
 
 #: Header of a message whose job the ledger already holds (JobService writes it first).
 RECORDED_HEADER = "conveyor_recorded"
+
+#: True while a Conveyor app publishes. Celery's signals are process-wide, and another
+#: Celery app in the same process (a benchmark's bare one) must not be recorded.
+publishing_conveyor: ContextVar[bool] = ContextVar("publishing_conveyor", default=False)
+
+
+def ours(task: Any) -> bool:
+    """True for a task of a Conveyor app."""
+    return bool(getattr(getattr(task, "app", None), "conveyor_ledger", False))
 
 
 def recorder() -> Recorder:
@@ -72,7 +82,12 @@ def on_publish(
 ) -> None:
     """A job reaches the broker: ``queued`` (a retry's republish is ``task_retry``'s)."""
     headers = headers or {}
-    if not headers.get("id") or headers.get("retries") or headers.get(RECORDED_HEADER):
+    if (
+        not publishing_conveyor.get()
+        or not headers.get("id")
+        or headers.get("retries")
+        or headers.get(RECORDED_HEADER)
+    ):
         return
     args, kwargs = (
         (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ([], {})
@@ -101,7 +116,7 @@ def on_prerun(
     task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None, **_: Any
 ) -> None:
     """A worker starts an attempt: ``running`` (ConveyorTask records it after its claim)."""
-    if getattr(task, "claims_deliveries", False):
+    if getattr(task, "claims_deliveries", False) or not ours(task):
         return
     record_running(task, task_id, args, kwargs)
 
@@ -132,6 +147,8 @@ def record_running(task: Any, task_id: Any, args: Any, kwargs: Any) -> None:
 @_never_raises
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
     """An attempt failed and another is scheduled: ``retrying``."""
+    if not ours(sender):
+        return
     retries = int(getattr(request, "retries", 0) or 0)
     error = getattr(reason, "exc", None) or reason
     recorder().record(
@@ -150,6 +167,8 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
 @_never_raises
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     """The attempt returned: ``completed``, with the result."""
+    if not ours(sender):
+        return
     request = sender.request
     recorder().record(
         Transition(
@@ -172,6 +191,8 @@ def on_failure(
     **_: Any,
 ) -> None:
     """The job failed for good: ``dead`` when dead-lettered, else ``failed``."""
+    if not ours(sender):
+        return
     request = sender.request
     status = JobStatus.DEAD if getattr(sender, "dead_letters", False) else JobStatus.FAILED
     error = f"{type(exception).__name__}: {exception}"
@@ -193,8 +214,10 @@ def on_failure(
 
 
 @_never_raises
-def on_revoked(request: Any = None, terminated: bool = False, **_: Any) -> None:
+def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False, **_: Any) -> None:
     """The job was revoked: ``cancelled``."""
+    if not ours(sender):
+        return
     recorder().record(
         Transition(
             job_id=str(request.id),
