@@ -20,21 +20,23 @@ FILL = """
 INSERT INTO jobs (id, handler, queue, payload, status, status_at, attempts, created_at,
                   enqueued_at, started_at, finished_at, worker, last_error)
 SELECT md5(n::text)::uuid,
-       (ARRAY['emails.send','reports.job_summary','demo.ping','health.probe'])[1 + n % 4],
-       (ARRAY['emails','reports','default','critical'])[1 + n % 4],
+       (ARRAY['emails.send','reports.job_summary','demo.ping','health.probe'])[1 + n %% 4],
+       (ARRAY['emails','reports','default','critical'])[1 + n %% 4],
        jsonb_build_object('args', '[]'::jsonb, 'kwargs', jsonb_build_object('n', n)),
-       CASE WHEN n % 50 = 0 THEN 'failed' WHEN n % 97 = 0 THEN 'dead' ELSE 'completed' END,
+       CASE WHEN n %% 50 = 0 THEN 'failed' WHEN n %% 97 = 0 THEN 'dead' ELSE 'completed' END,
        t + interval '2 seconds', 1, t, t, t + interval '1 second', t + interval '2 seconds',
-       'bench@host', CASE WHEN n % 50 = 0 THEN 'TransientError: synthetic' END
+       'bench@host', CASE WHEN n %% 50 = 0 THEN 'TransientError: synthetic' END
 FROM (SELECT n, now() - make_interval(secs => n) AS t
-      FROM generate_series(1, %(rows)s) AS n) AS g;
+      FROM generate_series(1, %(rows)s) AS n) AS g
+"""
+
+EVENTS = """
 INSERT INTO job_events (job_id, from_status, to_status, at, attempt, worker)
 SELECT j.id, e.from_status, e.to_status, j.created_at + e.offset_s * interval '1 second',
        e.attempt, 'bench@host'
 FROM jobs j CROSS JOIN (VALUES (NULL, 'queued', 0, 0), ('queued', 'running', 1, 1),
                                ('running', 'completed', 2, 1)) AS e(from_status, to_status,
-                                                                 offset_s, attempt);
-ANALYZE jobs; ANALYZE job_events;
+                                                                 offset_s, attempt)
 """
 
 
@@ -71,7 +73,10 @@ def main() -> int:
             print(f"filling {args.rows:,} jobs and {3 * args.rows:,} events ...", flush=True)
             started = time.perf_counter()
             conn.execute("TRUNCATE jobs, job_events")
-            conn.execute(FILL, {"rows": args.rows}, prepare=False)
+            conn.execute(FILL, {"rows": args.rows})
+            conn.execute(EVENTS)
+            conn.execute("ANALYZE jobs")
+            conn.execute("ANALYZE job_events")
             print(f"filled in {time.perf_counter() - started:.0f}s", flush=True)
     os.environ.update(env)
     from app.jobs.service import JobService

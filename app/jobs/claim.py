@@ -74,6 +74,9 @@ class Claims:
         if self._conn is None or self._conn.closed:
             dsn = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
             self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
+            # A claim guards a delivery; it need not wait for its WAL flush. A
+            # database crash can lose the last counts, never a job or a transition.
+            self._conn.execute("SET synchronous_commit = off")
         return self._conn
 
     def claim(
