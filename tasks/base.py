@@ -55,16 +55,26 @@ class ConveyorTask(Task):  # type: ignore[misc]
         attempt = int(request.retries or 0) + 1
         payload = {"args": list(args), "kwargs": dict(kwargs)}
         queue = (request.delivery_info or {}).get("routing_key")
-        lifecycle.recorder().drain()  # earlier jobs' transitions, before this one can crash
         claim = claims.claim(request.id, self.name, queue, payload, attempt)
         if claim.verdict is not Verdict.RUN:
             self._refuse(claim.verdict, claim.status, claim.deliveries, attempt, args, kwargs)
             raise Ignore()
         lifecycle.record_running(self, request.id, args, kwargs)
-        try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            claims.release(request.id)
+        return super().__call__(*args, **kwargs)
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Let go of the job before its next attempt is published, which may start at once."""
+        claims.release(self.request.id)
+        return super().retry(*args, **kwargs)
+
+    def after_return(self, *args: Any, **kwargs: Any) -> None:
+        """Make this attempt's transitions durable, then let go of the job.
+
+        In this order, a second delivery that claims the job after the release sees
+        it finished, and acknowledges instead of running it again.
+        """
+        lifecycle.recorder().drain()
+        claims.release(self.request.id)
 
     def _refuse(
         self,

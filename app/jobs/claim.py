@@ -67,10 +67,11 @@ class Claims:
     def __init__(self) -> None:
         self._conn: psycopg.Connection | None = None
         self._pid = os.getpid()
+        self._held: set[str] = set()
 
     def _connection(self) -> psycopg.Connection:
         if self._pid != os.getpid():  # forked: never share the parent's socket
-            self._conn, self._pid = None, os.getpid()
+            self._conn, self._pid, self._held = None, os.getpid(), set()
         if self._conn is None or self._conn.closed:
             dsn = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
             self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
@@ -100,28 +101,35 @@ class Claims:
         except psycopg.Error as exc:
             logger.warning("claim of %s failed open (%s): running it unchecked", job_id, exc)
             self._conn = None
+            self._held.clear()  # a lost session holds no locks
             return Claim(Verdict.RUN)
         assert row is not None
         status, deliveries, locked = row
         if status in FINISHED:
             if locked:
+                self._held.add(job_id)
                 self.release(job_id)
             return Claim(Verdict.FINISHED, status, deliveries)
         if not locked:
             return Claim(Verdict.BUSY, status, deliveries)
+        self._held.add(job_id)
         if deliveries - attempt > get_settings().ledger.max_redeliveries:
             self.release(job_id)
             return Claim(Verdict.OVER_CAP, status, deliveries)
         return Claim(Verdict.RUN, status, deliveries)
 
     def release(self, job_id: str) -> None:
-        """End this process's hold on ``job_id``."""
+        """End this process's hold on ``job_id`` (a no-op when it holds none)."""
+        if job_id not in self._held:
+            return
+        self._held.discard(job_id)
         try:
             if self._conn is not None and not self._conn.closed:
                 self._conn.execute(UNLOCK, (job_id,))
         except psycopg.Error as exc:
             logger.warning("could not release %s (%s); the lock ends with the session", job_id, exc)
             self._conn = None
+            self._held.clear()
 
 
 claims = Claims()
