@@ -20,7 +20,7 @@ from app.errors import (
     UnknownHandler,
 )
 from app.jobs.lifecycle import RECORDED_HEADER
-from app.jobs.models import JobStatus
+from app.jobs.models import FINISHED, JobStatus
 from app.jobs.store import JobStore
 from config.settings import get_settings
 
@@ -221,6 +221,25 @@ class JobService:
         )
         if before["status"] == JobStatus.RUNNING:
             self.app.control.revoke(str(before["id"]), terminate=True, signal="SIGTERM")
+
+    def update_schedule(self, job_id: uuid.UUID | str, schedule: Schedule) -> datetime:
+        """Move a job that waits in PostgreSQL to a new due time; return it."""
+        due = self.due(schedule)
+        self.store.transition(
+            job_id,
+            {JobStatus.SCHEDULED},
+            JobStatus.SCHEDULED,
+            "rescheduled",
+            f"rescheduled to {due.isoformat()}",
+            due_at=due,
+            release_at=due,
+            schedule=None if schedule is None else str(schedule),
+        )
+        return due
+
+    def delete(self, job_id: uuid.UUID | str) -> None:
+        """Remove a finished job and its history (an unfinished one must be cancelled first)."""
+        self.store.delete(job_id, finished=set(FINISHED))
 
     def requeue(self, job_id: uuid.UUID | str) -> uuid.UUID:
         """Run a failed, dead or cancelled job again from its stored payload, same id."""

@@ -150,6 +150,19 @@ class JobStore:
         )
         return rows, next_cursor
 
+    def delete(self, job_id: uuid.UUID | str, finished: set[str]) -> None:
+        """Delete a job in one of the ``finished`` states, with its events."""
+        with self.db.begin() as conn:
+            status = conn.execute(
+                select(JOBS.c.status).where(JOBS.c.id == _uuid(job_id)).with_for_update()
+            ).scalar()
+            if status is None:
+                raise JobNotFound(job_id)
+            if status not in finished:
+                raise InvalidTransition(job_id, status, "deleted before it is cancelled")
+            conn.execute(EVENTS.delete().where(EVENTS.c.job_id == _uuid(job_id)))
+            conn.execute(JOBS.delete().where(JOBS.c.id == _uuid(job_id)))
+
     def transition(
         self,
         job_id: uuid.UUID | str,

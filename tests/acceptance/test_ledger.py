@@ -151,3 +151,18 @@ def test_bad_input_to_enqueue_names_what_was_wrong_and_publishes_nothing(broker:
         service.enqueue("probe.record", {"key": "x" * 2_000_000})
     assert "over the limit of 1048576 bytes" in str(large.value)
     assert service.list(limit=1000)[0] == before, "nothing was recorded"
+
+
+def test_cancelling_a_running_job_with_terminate_stops_it_for_good(
+    broker: Broker, effects: Effects
+) -> None:
+    service = JobService()
+    with Worker(broker.url, queues="default", concurrency=1):
+        job_id = service.enqueue("probe.record", {"key": "stopped", "sleep_s": 20})
+        settled(service, job_id, "running")
+        service.cancel(job_id, terminate=True)
+        sentinel = service.enqueue("probe.record", {"key": "after-stop"})
+        settled(service, sentinel, "completed")
+    assert effects.count("stopped", "done") == 0, "it was stopped, not finished"
+    assert effects.count("stopped") == 1, "and never started again"
+    assert status_of(service, job_id) == "cancelled"

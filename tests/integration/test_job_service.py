@@ -1,0 +1,52 @@
+"""JobService against the real ledger: schedules, deletion, and refusals that name the input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from app.errors import InvalidSchedule, InvalidTransition, JobNotFound
+from app.jobs.service import JobService
+
+
+def test_a_scheduled_job_can_be_moved_and_its_move_is_in_its_history() -> None:
+    service = JobService()
+    job_id = service.enqueue("demo.ping", {"message": "later"}, schedule=timedelta(hours=1))
+    new_due = datetime.now(UTC) + timedelta(hours=2)
+    assert service.update_schedule(job_id, new_due) == new_due
+    job = service.get(job_id)
+    assert job["status"] == "scheduled" and job["due_at"] == new_due
+    assert job["release_at"] == new_due
+    assert service.history(job_id)[-1]["detail"] == f"rescheduled to {new_due.isoformat()}"
+
+
+def test_only_a_finished_job_can_be_deleted() -> None:
+    service = JobService()
+    job_id = service.enqueue("demo.ping", {}, schedule=timedelta(hours=1))
+    with pytest.raises(InvalidTransition, match="is scheduled: it cannot be deleted"):
+        service.delete(job_id)
+    service.cancel(job_id)
+    with pytest.raises(InvalidTransition, match="is cancelled: it cannot be rescheduled"):
+        service.update_schedule(job_id, timedelta(hours=3))
+    service.delete(job_id)
+    with pytest.raises(JobNotFound, match=str(job_id)):
+        service.get(job_id)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reason"),
+    [
+        ("0 0 30 2 *", "use None or '@once'"),
+        (datetime(2030, 1, 1, 6, 0), "give a time zone"),
+        (timedelta(seconds=-5), "a delay cannot be negative"),
+        (42, "use None or '@once'"),
+    ],
+)
+def test_a_schedule_it_cannot_honour_is_refused_naming_it(schedule: object, reason: str) -> None:
+    service = JobService()
+    before = service.list(limit=1000)[0]
+    with pytest.raises(InvalidSchedule) as refused:
+        service.enqueue("demo.ping", {}, schedule=schedule)  # type: ignore[arg-type]
+    assert repr(schedule) in str(refused.value) and reason in str(refused.value)
+    assert service.list(limit=1000)[0] == before, "nothing was recorded"
