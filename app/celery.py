@@ -6,6 +6,7 @@ set in :func:`celery_config`, each with the reason it is there.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, signals
@@ -170,7 +171,7 @@ class ConveyorCelery(Celery):
         held = hold_if_later(self, name, args, kwargs, options)
         if held is not None:
             return held
-        token = lifecycle.publishing_conveyor.set(True)
+        token = lifecycle.publishing_conveyor.set(datetime.now(UTC))
         try:
             with publishing(self, name, args, kwargs):
                 return super().send_task(name, args, kwargs, **options)

@@ -28,9 +28,10 @@ _recorder: Recorder | None = None
 #: Header of a message whose job the ledger already holds (JobService writes it first).
 RECORDED_HEADER = "conveyor_recorded"
 
-#: True while a Conveyor app publishes. Celery's signals are process-wide, and another
-#: Celery app in the same process (a benchmark's bare one) must not be recorded.
-publishing_conveyor: ContextVar[bool] = ContextVar("publishing_conveyor", default=False)
+#: When the current publish by a Conveyor app began (None outside one). Celery's signals
+#: are process-wide, and another Celery app in the same process (a benchmark's bare one)
+#: must not be recorded; the start time stamps ``queued`` before any worker can start it.
+publishing_conveyor: ContextVar[datetime | None] = ContextVar("publishing_conveyor", default=None)
 
 
 def ours(task: Any) -> bool:
@@ -80,10 +81,15 @@ def on_publish(
     headers: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
-    """A job reaches the broker: ``queued`` (a retry's republish is ``task_retry``'s)."""
+    """A job reached the broker: ``queued`` (a retry's republish is ``task_retry``'s).
+
+    Connected to ``after_task_publish``: a publish refused before it left (a
+    non-JSON argument, a dead broker) records nothing.
+    """
     headers = headers or {}
+    started = publishing_conveyor.get()
     if (
-        not publishing_conveyor.get()
+        started is None
         or not headers.get("id")
         or headers.get("retries")
         or headers.get(RECORDED_HEADER)
@@ -92,7 +98,7 @@ def on_publish(
     args, kwargs = (
         (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ([], {})
     )
-    now = datetime.now(UTC)
+    now = started  # before the message left: no worker can have started it earlier
     eta = headers.get("eta")
     status = JobStatus.SCHEDULED if eta else JobStatus.QUEUED
     recorder().record(
@@ -235,7 +241,7 @@ def _shutdown(**_: Any) -> None:
 
 def connect() -> None:
     """Connect the handlers (idempotent: Celery keeps one connection per receiver)."""
-    signals.before_task_publish.connect(on_publish, weak=False, dispatch_uid="conveyor.publish")
+    signals.after_task_publish.connect(on_publish, weak=False, dispatch_uid="conveyor.publish")
     signals.task_prerun.connect(on_prerun, weak=False, dispatch_uid="conveyor.prerun")
     signals.task_retry.connect(on_retry, weak=False, dispatch_uid="conveyor.retry")
     signals.task_success.connect(on_success, weak=False, dispatch_uid="conveyor.success")

@@ -63,7 +63,13 @@ ON CONFLICT (id) DO UPDATE SET
     metadata = CASE WHEN EXCLUDED.metadata = '{}'::jsonb THEN j.metadata
                     ELSE EXCLUDED.metadata END,
     schedule = coalesce(j.schedule, EXCLUDED.schedule),
-    status = CASE WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.status ELSE j.status END,
+    status = CASE
+        -- A finished job is not reopened by a publish of its id (a duplicate); only
+        -- JobService.requeue, which writes directly, does that.
+        WHEN j.status IN ('completed', 'failed', 'cancelled', 'dead')
+             AND EXCLUDED.status IN ('queued', 'scheduled') THEN j.status
+        WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.status
+        ELSE j.status END,
     status_at = greatest(j.status_at, EXCLUDED.status_at),
     attempts = greatest(j.attempts, EXCLUDED.attempts),
     last_error = coalesce(EXCLUDED.last_error, j.last_error),
@@ -149,7 +155,7 @@ class Recorder:
         # A forked child starts empty: what the parent buffered, the parent writes.
         self._buffer: deque[Transition] = deque()
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()  # one writer at a time on the connection
+        self._write_lock = threading.RLock()  # one writer at a time on the connection
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -189,9 +195,9 @@ class Recorder:
     def drain(self) -> bool:
         """Write everything buffered now, on the calling thread; False if it failed.
 
-        A pool process calls this before it claims its next delivery, so the
-        transitions of the jobs it finished are durable before it can die in the
-        next one (the background thread alone would leave up to one interval at risk).
+        A task calls this when its attempt ends (``ConveyorTask.after_return``), so
+        the outcome is durable before the job's lock is released: a second delivery
+        then finds it finished instead of running it again.
         """
         if not self._buffer:
             return True
@@ -201,9 +207,11 @@ class Recorder:
                 return True
             try:
                 self._write(batch)
-            except psycopg.Error as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._retry_later(batch, exc)
                 return False
+            except Exception:
+                self._write_one_by_one(batch)
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -238,17 +246,14 @@ class Recorder:
                 try:
                     with self._write_lock:
                         self._write(batch)
-                except psycopg.DatabaseError as exc:
-                    if isinstance(exc, psycopg.OperationalError):
-                        self._retry_later(batch, exc)
-                        backoff_s = min(5.0, max(0.5, backoff_s * 2))
-                        break
-                    # Bad data, not a bad connection: retrying the batch cannot help.
-                    self._write_one_by_one(batch)
-                except Exception as exc:  # anything else: keep the batch, retry later
-                    self._retry_later(batch, exc)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    self._retry_later(batch, exc)  # the database is away: keep it all
                     backoff_s = min(5.0, max(0.5, backoff_s * 2))
                     break
+                except Exception:
+                    # Bad data (a row the database refuses, a value JSON cannot carry):
+                    # retrying the batch cannot help, so write what can be written.
+                    self._write_one_by_one(batch)
                 else:
                     if self.failures:
                         logger.info("ledger writes resumed after %d failures", self.failures)
@@ -263,16 +268,16 @@ class Recorder:
         self._close_connection()
 
     def _write_one_by_one(self, batch: list[Transition]) -> None:
-        """Write what can be written; log and drop a transition the database refuses."""
+        """Write what can be written; log and drop a transition that cannot be."""
         self._close_connection()
         for index, transition in enumerate(batch):
             try:
                 with self._write_lock:
                     self._write([transition])
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, psycopg.InterfaceError):
                 self._put_back(batch[index:])
                 return
-            except psycopg.DatabaseError as exc:
+            except Exception as exc:
                 logger.error("ledger dropped %r: %s", transition, exc)
                 self._close_connection()
 

@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from sqlalchemy import text
 
+from app.db import engine
 from tests.acceptance import probe_tasks
 
 T = TypeVar("T")
@@ -45,10 +47,13 @@ class Effects:
 
 @pytest.fixture
 def effects() -> Iterator[Effects]:
-    """An empty effect table for the test."""
+    """An empty effect table and an empty ledger: nothing an earlier test left behind
+    (a held job coming due, a job a killed worker left running) can act in this one."""
     with probe_tasks.connect() as conn:
         conn.execute(probe_tasks.DDL)
         conn.execute("TRUNCATE probe_effects, probe_flags")
+    with engine().begin() as conn:
+        conn.execute(text("TRUNCATE jobs, job_events, workers"))
     yield Effects()
 
 

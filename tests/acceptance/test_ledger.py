@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from app.errors import InvalidPayload, PayloadTooLarge, UnknownHandler
+from app.jobs import lifecycle
 from app.jobs.service import JobService
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
@@ -97,8 +98,12 @@ def test_a_completed_job_delivered_again_is_not_run_again(broker: Broker, effect
     with Worker(broker.url, queues="default", concurrency=1):
         job_id = service.enqueue("probe.record", {"key": "once"})
         settled(service, job_id, "completed")
-        # The same message again, as a restored or duplicated delivery would bring it.
-        probe_tasks.record.apply_async(kwargs={"key": "once"}, task_id=str(job_id))
+    # The same job published again, as a duplicated publish would bring it, and the
+    # producer's ledger write done before any worker can meet the message.
+    probe_tasks.record.apply_async(kwargs={"key": "once"}, task_id=str(job_id))
+    assert lifecycle.recorder().flush(5)
+    assert status_of(service, job_id) == "completed", "a publish does not reopen a finished job"
+    with Worker(broker.url, queues="default", concurrency=1):
         wait_for(
             lambda: any(
                 "acknowledged, not run" in (e["detail"] or "") for e in service.history(job_id)
