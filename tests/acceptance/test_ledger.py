@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from celery import chain, group
 
 from app.errors import InvalidPayload, PayloadTooLarge, UnknownHandler
 from app.jobs import lifecycle
@@ -171,3 +172,23 @@ def test_cancelling_a_running_job_with_terminate_stops_it_for_good(
     assert effects.count("stopped", "done") == 0, "it was stopped, not finished"
     assert effects.count("stopped") == 1, "and never started again"
     assert status_of(service, job_id) == "cancelled"
+
+
+def test_canvas_members_are_in_the_ledger_too(broker: Broker, effects: Effects) -> None:
+    service = JobService()
+    with Worker(broker.url, queues="default", concurrency=2):
+        result = chain(
+            probe_tasks.record.si("canvas-first"),
+            group(probe_tasks.record.si("canvas-a"), probe_tasks.record.si("canvas-b")),
+        ).delay()
+        wait_for(lambda: len(effects.rows("canvas", "done")) == 3, 30, "the three members")
+        first = result.parent.id if result.parent is not None else None
+        members = [first, *(child.id for child in result.results)]
+        wait_for(
+            lambda: all(service.get(member)["status"] == "completed" for member in members),
+            10,
+            "the ledger to show every member completed",
+        )
+    for member in members:
+        statuses = [event["to_status"] for event in service.history(member)]
+        assert statuses == ["queued", "running", "completed"], (member, statuses)
