@@ -34,9 +34,9 @@ KEPT_OPTIONS = ("queue", "priority", "retries", "expires", "time_limit", "soft_t
 
 HOLD = text("""
 INSERT INTO jobs AS j (id, handler, queue, payload, status, status_at, created_at, due_at,
-                       release_at, publish_options, job_name, metadata, idempotency_key)
+                       release_at, publish_options)
 VALUES (:id, :handler, :queue, CAST(:payload AS jsonb), :status, now(), now(), :due, :due,
-        CAST(:options AS jsonb), :job_name, CAST(:metadata AS jsonb), :idempotency_key)
+        CAST(:options AS jsonb))
 ON CONFLICT (id) DO UPDATE SET release_at = EXCLUDED.release_at, due_at = EXCLUDED.due_at,
     publish_options = EXCLUDED.publish_options
 RETURNING (xmax = 0) AS created
@@ -82,9 +82,6 @@ def hold(
     kwargs: Any,
     due: datetime,
     options: dict[str, Any],
-    job_name: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
 ) -> bool:
     """Write a held message on ``conn`` (the caller's transaction); True if the job is new."""
     from kombu.utils import json as kombu_json
@@ -100,9 +97,6 @@ def hold(
             "due": due,
             "payload": kombu_json.dumps({"args": list(args or []), "kwargs": dict(kwargs or {})}),
             "options": kombu_json.dumps({k: options[k] for k in KEPT_OPTIONS if options.get(k)}),
-            "job_name": job_name,
-            "metadata": kombu_json.dumps(metadata or {}),
-            "idempotency_key": idempotency_key,
         },
     ).scalar()
     if created:
