@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from app.celery import app
 from app.db import engine
+from app.jobs.heartbeat import recover_lost_jobs
 from config.settings import get_settings
 from tasks.base import ConveyorTask
 
@@ -50,3 +51,25 @@ def purge_finished_jobs() -> dict[str, int]:
                 break
         deleted[label] = total
     return deleted
+
+
+FRESH = text("""
+SELECT last_seen > now() - make_interval(secs => :fresh) FROM workers WHERE hostname = :hostname
+""")
+
+
+@app.task(base=ConveyorTask, bind=True, name="maintenance.recover_stuck_jobs")
+def recover_stuck_jobs(self: ConveyorTask) -> int:
+    """Requeue jobs left ``running`` by workers that stopped heartbeating; return how many.
+
+    Only while this worker's own heartbeat is fresh: right after a database outage
+    every heartbeat is stale, and live workers' jobs must not be taken from them.
+    """
+    ledger = get_settings().ledger
+    with engine().connect() as conn:
+        fresh = conn.execute(
+            FRESH, {"fresh": 2 * ledger.heartbeat_interval_s, "hostname": self.request.hostname}
+        ).scalar()
+    if not fresh:
+        return 0
+    return len(recover_lost_jobs())

@@ -53,6 +53,20 @@ RETURNING job_id
 """)
 
 
+def recover_lost_jobs(after_s: float | None = None) -> list[Any]:
+    """Hand back jobs left ``running`` by workers silent for ``after_s``; return their ids.
+
+    ``after_s`` defaults to ``ledger.recovery_after_s``.
+    """
+    if after_s is None:
+        after_s = get_settings().ledger.recovery_after_s
+    with engine().begin() as conn:
+        recovered = list(conn.execute(RECOVER, {"after": after_s}).scalars())
+    if recovered:
+        logger.warning("recovered %d jobs from silent workers: %s", len(recovered), recovered)
+    return recovered
+
+
 class Heartbeat:
     """The worker's pulse, and the sweep for jobs lost with a silent worker."""
 
@@ -74,11 +88,7 @@ class Heartbeat:
 
     def recover(self) -> list[Any]:
         """Hand back jobs left ``running`` by workers not heard from; return their ids."""
-        with engine().begin() as conn:
-            recovered = list(conn.execute(RECOVER, {"after": self.recovery_after_s}).scalars())
-        if recovered:
-            logger.warning("recovered %d jobs from silent workers: %s", len(recovered), recovered)
-        return recovered
+        return recover_lost_jobs(self.recovery_after_s)
 
     def _run(self) -> None:
         failures = 0
