@@ -124,8 +124,10 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
     from app.jobs.cli import add_commands
+    from beat.cli import add_commands as add_schedule_commands
 
     add_commands(sub)
+    add_schedule_commands(sub)
     return top
 
 

@@ -17,11 +17,17 @@ from app.jobs import lifecycle
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.releaser import Releaser, hold_if_later
 from app.producer import check_registered, publishing
-from beat.defaults import DEFAULT_SCHEDULES
 from config.settings import DEAD_LETTER_QUEUE, QUEUES, Settings, get_settings
 
 #: Modules whose tasks every worker and producer registers.
-TASK_MODULES = ("tasks.demo", "tasks.health", "tasks.emails", "tasks.reports", "tasks.maintenance")
+TASK_MODULES = (
+    "tasks.demo",
+    "tasks.health",
+    "tasks.emails",
+    "tasks.reports",
+    "tasks.maintenance",
+    "tasks.statistics",
+)
 
 #: Task name prefix → queue. Anything else goes to ``default``.
 ROUTES: dict[str, str] = {
@@ -29,6 +35,7 @@ ROUTES: dict[str, str] = {
     "emails.*": "emails",
     "reports.*": "reports",
     "maintenance.*": "background",
+    "statistics.*": "background",
 }
 
 #: RabbitMQ message priorities run 0..MAX_PRIORITY within a queue.
@@ -145,8 +152,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "beat_schedule": DEFAULT_SCHEDULES,
-        "beat_scheduler": "django_celery_beat.schedulers:DatabaseScheduler",
+        # Schedules live in the database (beat/defaults.py declares Conveyor's own).
+        "beat_schedule": {},
+        "beat_scheduler": "beat.scheduler:ConveyorScheduler",
         "beat_max_loop_interval": 5,
         "timezone": settings.timezone,
         "enable_utc": True,

@@ -257,7 +257,9 @@ class EmbeddedServers:
         redis_port: int,
         want_postgres: bool,
         want_redis: bool,
+        redis_is_broker: bool = True,
     ) -> None:
+        self.redis_is_broker = redis_is_broker
         self.postgres = (
             EmbeddedPostgres(data_dir / "postgres", postgres_port) if want_postgres else None
         )
@@ -272,7 +274,8 @@ class EmbeddedServers:
             env["CONVEYOR_DATABASE__URL"] = self.postgres.url(database)
         if self.redis is not None:
             self.redis.start()
-            env["CONVEYOR_BROKER__URL"] = self.redis.url
+            key = "CONVEYOR_BROKER__URL" if self.redis_is_broker else "CONVEYOR_CACHE__URL"
+            env[key] = self.redis.url
         return env
 
     def stop(self) -> None:

@@ -24,7 +24,8 @@ def run() -> int:
         settings.embedded.postgres_port,
         settings.embedded.redis_port,
         want_postgres=settings.embedded_database,
-        want_redis=settings.embedded_broker,
+        want_redis=settings.embedded_broker or settings.embedded_cache,
+        redis_is_broker=settings.embedded_broker,
     )
     stopping = False
 

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "beat.apps.BeatConfig",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

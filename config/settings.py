@@ -181,6 +181,29 @@ class LedgerSettings(BaseModel):
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
 
 
+class BeatSettings(BaseModel):
+    """The scheduler: its leader lease, how fast edits apply, how far it catches up."""
+
+    #: Seconds a beat's leadership lasts unless renewed; a dead leader is replaced
+    #: within this plus one renewal interval.
+    lease_ttl_s: float = Field(default=6.0, ge=2, le=300)
+    #: Seconds between lease renewals (and a follower's attempts to take over).
+    renew_interval_s: float = Field(default=1.0, gt=0, le=60)
+    #: Seconds between reloads of the schedule tables (edits apply within this).
+    reload_interval_s: float = Field(default=1.0, gt=0, le=5)
+    #: A fire this many seconds late is a misfire, handled by the schedule's policy.
+    misfire_grace_s: float = Field(default=5.0, ge=0.5)
+    #: Shifts the scheduler's clock by this many seconds (drills and tests only).
+    clock_offset_s: float = 0.0
+
+
+class CacheSettings(BaseModel):
+    """Redis for caches (job statistics)."""
+
+    #: ``redis://…``; None: the broker when it is Redis, else the embedded Redis.
+    url: str | None = None
+
+
 class EmbeddedSettings(BaseModel):
     """The servers Conveyor runs itself when no URL is given."""
 
@@ -210,6 +233,8 @@ class Settings(BaseSettings):
     flower: FlowerSettings = FlowerSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
     ledger: LedgerSettings = LedgerSettings()
+    beat: BeatSettings = BeatSettings()
+    cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:
@@ -235,6 +260,12 @@ class Settings(BaseSettings):
                     f"{name}={value} must be below broker.visibility_timeout_s={vt}, "
                     "or Redis redelivers the task while it still waits or runs"
                 )
+        if self.beat.renew_interval_s * 2 > self.beat.lease_ttl_s:
+            raise ValueError(
+                f"beat.lease_ttl_s={self.beat.lease_ttl_s} must be at least twice "
+                f"beat.renew_interval_s={self.beat.renew_interval_s}, "
+                "or a live leader loses its lease"
+            )
         weak_key = self.web.secret_key == WebSettings().secret_key or len(self.web.secret_key) < 50
         if self.profile is Profile.PRODUCTION and weak_key:
             raise ValueError(
@@ -257,6 +288,20 @@ class Settings(BaseSettings):
     def broker_url(self) -> str:
         """The broker to use, the embedded Redis when none is configured."""
         return self.broker.url or f"redis://127.0.0.1:{self.embedded.redis_port}/0"
+
+    @property
+    def embedded_cache(self) -> bool:
+        """True when caches need the embedded Redis (none configured, broker not Redis)."""
+        return self.cache.url is None and not self.broker.is_redis
+
+    @property
+    def cache_url(self) -> str:
+        """The Redis that holds caches."""
+        if self.cache.url:
+            return self.cache.url
+        if self.broker.is_redis:
+            return self.broker_url
+        return f"redis://127.0.0.1:{self.embedded.redis_port}/0"
 
     @property
     def database_url(self) -> str:

@@ -40,6 +40,7 @@ def add_commands(sub: Any) -> None:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--at", help="ISO 8601 time with a zone, e.g. 2026-12-01T06:00:00+01:00")
     when.add_argument("--in", dest="delay", help="a delay such as 90s, 15m, 2h or 1d")
+    when.add_argument("--cron", help="run once at the next fire time, e.g. '0 6 * * MON-FRI'")
     enqueue.add_argument("--name", dest="job_name")
     enqueue.add_argument("--idempotency-key")
     enqueue.set_defaults(func=cmd_enqueue)
@@ -100,7 +101,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         payload = json.loads(args.payload)
         if not isinstance(payload, dict):
             raise ValueError(f"--payload must be a JSON object, not {type(payload).__name__}")
-        schedule: datetime | timedelta | None = None
+        schedule: datetime | timedelta | str | None = args.cron
         if args.at:
             schedule = datetime.fromisoformat(args.at)
         elif args.delay:

@@ -49,7 +49,8 @@ VALUES (:id, :from_status, :to_status, now(), :detail)
 
 DUE = text("""
 SELECT id, handler, queue, payload, publish_options, status FROM jobs
-WHERE release_at <= now() ORDER BY release_at LIMIT :limit FOR UPDATE SKIP LOCKED
+WHERE release_at <= now() AND (CAST(:ids AS uuid[]) IS NULL OR id = ANY(CAST(:ids AS uuid[])))
+ORDER BY release_at LIMIT :limit FOR UPDATE SKIP LOCKED
 """)
 
 RELEASED = text("""
@@ -147,11 +148,16 @@ class Releaser:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def release_due(self) -> int:
-        """Publish every held message that is due now; return how many."""
+    def release_due(self, ids: list[uuid.UUID] | None = None) -> int:
+        """Publish held messages that are due now (only ``ids`` if given); return how many.
+
+        Whoever commits a due job (beat, a transactional enqueue) may publish it at
+        once this way; a crash before that leaves it to the releaser threads.
+        """
         released = 0
         with engine().begin() as conn:
-            for row in conn.execute(DUE, {"limit": self.batch}).mappings().all():
+            params = {"limit": self.batch, "ids": None if ids is None else [str(i) for i in ids]}
+            for row in conn.execute(DUE, params).mappings().all():
                 payload, options = row["payload"] or {}, dict(row["publish_options"] or {})
                 options.setdefault("queue", row["queue"])
                 self.app.send_task(

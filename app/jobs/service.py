@@ -81,7 +81,10 @@ class JobService:
     ) -> uuid.UUID:
         """Record and publish a job; an existing key or active name returns that job instead.
 
-        ``schedule``: None or ``"@once"`` (now), a datetime, or a timedelta from now.
+        ``schedule``: None or ``"@once"`` (now), a datetime, a timedelta from now, or a
+        cron expression: this job runs once, at the expression's next fire time in the
+        ``timezone`` setting (DST rule of :mod:`beat.cron`). Recurring runs are schedules
+        (:class:`beat.service.ScheduleService`), each fire of which is a job.
         With ``connection`` the job joins the caller's transaction: it is published
         (by the releaser, within a second) if and only if that transaction commits.
         """
@@ -120,6 +123,10 @@ class JobService:
         now = datetime.now(UTC)
         if schedule is None or schedule == "@once":
             return now
+        if isinstance(schedule, str):
+            from beat import cron
+
+            return cron.next_fire_times(schedule, get_settings().timezone, 1, after=now)[0]
         if isinstance(schedule, timedelta):
             if schedule < timedelta(0):
                 raise InvalidSchedule(schedule, "a delay cannot be negative")
@@ -129,7 +136,9 @@ class JobService:
                 raise InvalidSchedule(schedule, "give a time zone (naive times are ambiguous)")
             return schedule
         raise InvalidSchedule(
-            schedule, "use None or '@once' (now), a timezone-aware datetime, or a timedelta"
+            schedule,
+            "use None or '@once' (now), a cron expression, a timezone-aware datetime, "
+            "or a timedelta",
         )
 
     def _publish(

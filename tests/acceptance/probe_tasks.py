@@ -95,3 +95,12 @@ def suicide(key: str) -> None:
     """Kill the process running it, every time (an OOM, a segfault)."""
     effect(key, "start")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(base=ConveyorTask, bind=True, name="probe.stamp")
+def stamp(self: ConveyorTask, sleep_s: float = 0.0) -> str:
+    """One execution of a scheduled run: start and done rows keyed by the job id."""
+    effect(str(self.request.id), "start")
+    time.sleep(sleep_s)
+    effect(str(self.request.id), "done")
+    return str(self.request.id)

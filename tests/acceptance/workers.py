@@ -105,3 +105,76 @@ class Worker:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.terminate(30)
+
+
+class Beat:
+    """``python -m app beat`` (probe tasks registered) in its own session."""
+
+    def __init__(self, broker_url: str, name: str | None = None, clock_offset_s: float = 0) -> None:
+        self.name = name or f"b{uuid.uuid4().hex[:6]}"
+        self.env = {
+            **os.environ,
+            "CONVEYOR_BROKER__URL": broker_url,
+            "CONVEYOR_BEAT__CLOCK_OFFSET_S": str(clock_offset_s),
+        }
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = LOGS / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60) -> Beat:
+        """Start and wait until beat says it is starting its loop."""
+        code = (
+            "import sys, tests.acceptance.probe_tasks; from app.__main__ import main; "
+            "sys.exit(main(['beat']))"
+        )
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if "beat: Starting..." in self.output():
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"beat {self.name} exited:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"beat {self.name} did not start:\n{self.output()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def terminate(self, timeout_s: float = 30) -> None:
+        """SIGTERM and wait (beat gives its lease up); SIGKILL if it hangs."""
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to give the lease up."""
+        if self.alive():
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> Beat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()

@@ -8,6 +8,7 @@ import pytest
 
 from app.errors import InvalidSchedule, InvalidTransition, JobNotFound
 from app.jobs.service import JobService
+from config.settings import get_settings
 
 
 def test_a_scheduled_job_can_be_moved_and_its_move_is_in_its_history() -> None:
@@ -37,7 +38,9 @@ def test_only_a_finished_job_can_be_deleted() -> None:
 @pytest.mark.parametrize(
     ("schedule", "reason"),
     [
-        ("0 0 30 2 *", "use None or '@once'"),
+        ("0 0 30 2 *", "it can never fire"),
+        ("61 * * * *", "minute 61 out of range 0-59"),
+        ("@fortnightly", "unknown alias"),
         (datetime(2030, 1, 1, 6, 0), "give a time zone"),
         (timedelta(seconds=-5), "a delay cannot be negative"),
         (42, "use None or '@once'"),
@@ -50,3 +53,15 @@ def test_a_schedule_it_cannot_honour_is_refused_naming_it(schedule: object, reas
         service.enqueue("demo.ping", {}, schedule=schedule)  # type: ignore[arg-type]
     assert repr(schedule) in str(refused.value) and reason in str(refused.value)
     assert service.list(limit=1000)[0] == before, "nothing was recorded"
+
+
+def test_a_cron_schedule_runs_the_job_once_at_its_next_fire_time() -> None:
+    from beat import cron
+
+    service = JobService()
+    job_id = service.enqueue("demo.ping", {"message": "cron"}, schedule="0 6 * * MON-FRI")
+    job = service.get(job_id)
+    expected = cron.next_fire_times("0 6 * * MON-FRI", get_settings().timezone, 1)[0]
+    assert job["status"] == "scheduled" and job["schedule"] == "0 6 * * MON-FRI"
+    assert job["due_at"] == expected and job["release_at"] == expected
+    service.cancel(job_id)

@@ -1,0 +1,153 @@
+"""ScheduleService and the declarative sync against the real beat database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app.db import engine
+from app.errors import InvalidPayload, InvalidSchedule, UnknownHandler
+from beat.defaults import DEFAULT_SCHEDULES, Recurring
+from beat.service import InvalidScheduleField, ScheduleService
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def empty_schedules() -> None:
+    with engine().begin() as conn:
+        conn.execute(
+            text(
+                "TRUNCATE conveyor_schedule, conveyor_schedule_fire, conveyor_beat_lease, "
+                "conveyor_beat_instance, django_celery_beat_periodictask, "
+                "django_celery_beat_crontabschedule, django_celery_beat_intervalschedule CASCADE"
+            )
+        )
+
+
+@pytest.fixture
+def service() -> Iterator[ScheduleService]:
+    empty_schedules()
+    yield ScheduleService()
+    empty_schedules()
+
+
+def count() -> int:
+    with engine().connect() as conn:
+        return int(
+            conn.execute(text("SELECT count(*) FROM django_celery_beat_periodictask")).scalar_one()
+        )
+
+
+@pytest.mark.parametrize(
+    ("cron", "reason"),
+    [
+        ("61 * * * *", "minute 61 out of range 0-59"),
+        ("0 0 30 2 *", "it can never fire"),
+        ("0 0 * * * * *", "7 fields"),
+    ],
+)
+def test_bad_cron_is_refused_on_every_path_and_nothing_is_stored(
+    service: ScheduleService, cron: str, reason: str
+) -> None:
+    with pytest.raises(InvalidSchedule, match=reason):
+        service.create("bad", "demo.ping", cron)
+    assert count() == 0
+
+    service.create("good", "demo.ping", "*/5 * * * *")
+    with pytest.raises(InvalidSchedule, match=reason):
+        service.update("good", cron=cron)
+    assert service.get("good")["cron"] == "*/5 * * * *"
+
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "schedules",
+            "add",
+            "cli",
+            "--task=demo.ping",
+            f"--cron={cron}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 2 and reason in cli.stderr
+    outcome = service.sync_defaults([Recurring(name="declared", task="demo.ping", cron=cron)])
+    assert outcome["declared"].startswith("error:") and reason in outcome["declared"]
+    assert {item["name"] for item in service.list()} == {"good"}
+
+
+def test_other_fields_are_checked_before_anything_is_stored(service: ScheduleService) -> None:
+    with pytest.raises(UnknownHandler, match=r"demo\.ping"):
+        service.create("x", "no.such.task", "* * * * *")
+    with pytest.raises(InvalidPayload, match="message"):
+        service.create("x", "demo.ping", "* * * * *", kwargs={"message": ["not", "text"]})
+    with pytest.raises(InvalidSchedule, match="time zone 'Nowhere/Land' is unknown"):
+        service.create("x", "demo.ping", "* * * * *", timezone="Nowhere/Land")
+    with pytest.raises(InvalidScheduleField, match="misfire: 'sometimes' is not one of"):
+        service.create("x", "demo.ping", "* * * * *", misfire="sometimes")
+    with pytest.raises(InvalidScheduleField, match="overlap: 'never' is not one of"):
+        service.create("x", "demo.ping", "* * * * *", overlap="never")
+    assert count() == 0
+    service.create("x", "demo.ping", "* * * * *")
+    with pytest.raises(InvalidScheduleField, match="name: a schedule named 'x' exists"):
+        service.create("x", "demo.ping", "0 * * * *")
+
+
+def test_seconds_aliases_intervals_and_time_zones_round_trip(service: ScheduleService) -> None:
+    assert service.create("s", "demo.ping", "*/10 * * * * *")["cron"] == "*/10 * * * * *"
+    assert service.create("h", "demo.ping", "@hourly")["cron"] == "0 * * * *"
+    assert service.create("e", "demo.ping", "@every 15m")["cron"] == "@every 15m"
+    berlin = service.create("b", "demo.ping", "30 2 * * *", timezone="Europe/Berlin")
+    assert berlin["timezone"] == "Europe/Berlin"
+    times = service.preview("b", 3)
+    assert [t.utcoffset() is not None and t.strftime("%H:%M") for t in times] == ["02:30"] * 3
+
+
+def test_declared_defaults_are_created_updated_and_an_operators_edit_is_kept(
+    service: ScheduleService,
+) -> None:
+    names = {item.name for item in DEFAULT_SCHEDULES}
+    assert set(service.sync_defaults().values()) == {"created"}
+    assert {item["name"] for item in service.list()} == names
+    assert set(service.sync_defaults().values()) == {"unchanged"}
+
+    # The code changes one definition: the sync follows it.
+    report = DEFAULT_SCHEDULES[2]
+    changed = [Recurring(**{**report.__dict__, "cron": "0 7 * * *"})]
+    assert service.sync_defaults(changed) == {report.name: "updated"}
+    assert service.get(report.name)["cron"] == "0 7 * * *"
+
+    # An operator edits it (through the service, and another one by SQL): both are kept.
+    service.update(report.name, cron="30 5 * * *", actor="alice")
+    with engine().begin() as conn:
+        conn.execute(
+            text("UPDATE django_celery_beat_periodictask SET enabled = false WHERE name = :name"),
+            {"name": DEFAULT_SCHEDULES[0].name},
+        )
+    outcome = service.sync_defaults()
+    assert outcome[report.name] == "kept: edited by alice"
+    assert outcome[DEFAULT_SCHEDULES[0].name].startswith("kept")
+    assert service.get(report.name)["cron"] == "30 5 * * *"
+    assert service.get(report.name)["edited_by"] == "alice"
+    assert service.get(DEFAULT_SCHEDULES[0].name)["enabled"] is False
+
+
+def test_an_expression_edit_moves_the_cursor_to_the_edit(service: ScheduleService) -> None:
+    service.create("m", "demo.ping", "0 3 * * *")
+    with engine().connect() as conn:
+        before = conn.execute(text("SELECT cursor FROM conveyor_schedule")).scalar_one()
+    service.update("m", kwargs={"message": "payload edits keep the cursor"})
+    with engine().connect() as conn:
+        assert conn.execute(text("SELECT cursor FROM conveyor_schedule")).scalar_one() == before
+    service.update("m", cron="* * * * *")
+    with engine().connect() as conn:
+        assert conn.execute(text("SELECT cursor FROM conveyor_schedule")).scalar_one() > before
