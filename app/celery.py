@@ -206,8 +206,9 @@ def configure(celery_app: Celery, settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None) -> ConveyorCelery:
     """A configured Celery application for ``settings`` (the environment's by default)."""
-    celery_app = ConveyorCelery("conveyor", include=list(TASK_MODULES))
-    configure(celery_app, settings or get_settings())
+    settings = settings or get_settings()
+    celery_app = ConveyorCelery("conveyor", include=[*TASK_MODULES, *settings.task_modules])
+    configure(celery_app, settings)
     return celery_app
 
 

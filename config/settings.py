@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     profile: Profile = Profile.DEVELOPMENT
     timezone: str = "UTC"
     log_level: str = "INFO"
+    #: Your own task modules, imported by every process beside Conveyor's ``tasks``
+    #: (a JSON list, e.g. ``["myapp.jobs"]``).
+    task_modules: list[str] = []
     broker: BrokerSettings = BrokerSettings()
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()

@@ -16,8 +16,9 @@ import pytest
 
 from tests.services import ROOT, Services, provision
 
-#: Redis database the suite uses, apart from anything else on the machine's Redis.
-TEST_REDIS_DB = 11
+#: Redis database the suite uses, apart from anything else on the machine's Redis
+#: (``CONVEYOR_TEST_REDIS_DB`` picks another, so that two runs can share one Redis).
+TEST_REDIS_DB = int(os.environ.get("CONVEYOR_TEST_REDIS_DB", "11"))
 
 _services: Services | None = None
 _database: str | None = None

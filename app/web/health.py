@@ -47,14 +47,46 @@ def _workers() -> dict[str, Any]:
     return {"count": len(replies), "queues": by_queue}
 
 
+def _beat() -> dict[str, Any]:
+    with engine().connect() as conn:
+        lease = (
+            conn.execute(
+                text(
+                    "SELECT holder, acquired_at, expires_at FROM conveyor_beat_lease "
+                    "WHERE name = 'beat' AND expires_at > now()"
+                )
+            )
+            .mappings()
+            .first()
+        )
+        errors = conn.execute(
+            text(
+                "SELECT identity, last_error FROM conveyor_beat_instance "
+                "WHERE last_error <> '' AND last_tick_at > now() - interval '1 minute'"
+            )
+        ).all()
+    if lease is None:
+        raise RuntimeError(
+            "no beat holds the leader lease (none running, or none can reach the database)"
+        )
+    return {
+        "leader": lease["holder"],
+        "since": lease["acquired_at"].isoformat(),
+        "errors": {identity: error for identity, error in errors},
+    }
+
+
 def live(request: HttpRequest) -> JsonResponse:
     """200 whenever the process can answer at all."""
     return JsonResponse({"status": "ok"})
 
 
 def ready(request: HttpRequest) -> JsonResponse:
-    """200 when the broker, the database and at least one worker answer; else 503."""
+    """200 when the broker, the database, a worker and a beat leader answer; else 503."""
     checks = {"broker": _timed(_broker), "database": _timed(_database)}
+    checks["beat"] = (
+        _timed(_beat) if checks["database"]["ok"] else {"ok": False, "error": "database down"}
+    )
     checks["workers"] = (
         _timed(_workers) if checks["broker"]["ok"] else {"ok": False, "error": "broker down"}
     )

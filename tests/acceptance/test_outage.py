@@ -1,4 +1,4 @@
-"""PostgreSQL down for a minute under load: workers keep running, the ledger catches up."""
+"""PostgreSQL down for a minute under load: workers and beat keep running, and catch up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from app.embedded import EmbeddedPostgres, free_port
 from tests.acceptance.conftest import Effects, wait_for
-from tests.acceptance.workers import Worker
+from tests.acceptance.workers import Beat, Worker
 from tests.conftest import Broker, database_url
 from tests.services import ROOT
 
@@ -34,7 +34,7 @@ while time.monotonic() < deadline:
 """
 
 
-def test_postgres_down_60s_under_load_no_worker_exits_and_the_ledger_is_complete(
+def test_postgres_down_60s_under_load_no_worker_or_beat_exits_and_all_catch_up(
     redis_broker: Broker, effects: Effects
 ) -> None:
     # The database this test stops is its own, never the machine's.
@@ -49,10 +49,18 @@ def test_postgres_down_60s_under_load_no_worker_exits_and_the_ledger_is_complete
         "CONVEYOR_LEDGER__HEARTBEAT_INTERVAL_S": "1",
         "CONVEYOR_LEDGER__RECOVERY_AFTER_S": "10",
     }
-    worker = None
+    worker = beat = None
     try:
         subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True)
+        add = "import sys, tests.acceptance.probe_tasks; from app.__main__ import main; "
+        add += "sys.exit(main(sys.argv[1:]))"
+        subprocess.run(
+            [sys.executable, "-c", add, "schedules", "add", "tick", "--task=probe.stamp",
+             "--cron=*/2 * * * * *", "--overlap=allow"],
+            cwd=ROOT, env=env, check=True, capture_output=True,
+        )  # fmt: skip
         worker = Worker(redis_broker.url, queues="default", concurrency=2, env=env).start()
+        beat = Beat(redis_broker.url, env=env).start()
         producer = subprocess.Popen(
             [sys.executable, "-c", PRODUCER, "80"],
             cwd=ROOT,
@@ -65,6 +73,8 @@ def test_postgres_down_60s_under_load_no_worker_exits_and_the_ledger_is_complete
         down_from = datetime.now(UTC)
         time.sleep(60)
         assert worker.process is not None and worker.process.poll() is None, "a worker exited"
+        assert beat.alive(), "beat exited"
+        assert "beat: pass failed" in beat.output(), "beat did not report the outage"
         server.start()
         down_until = datetime.now(UTC)
         out, _ = producer.communicate(timeout=60)
@@ -95,7 +105,22 @@ def test_postgres_down_60s_under_load_no_worker_exits_and_the_ledger_is_complete
             ).fetchall()
         assert incomplete == [], f"{len(incomplete)} jobs lack a transition"
         assert worker.process.poll() is None
+
+        def fires_after_outage() -> int:
+            with psycopg.connect(ledger_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM conveyor_schedule_fire WHERE schedule_name = 'tick' "
+                    "AND fire_time > %s",
+                    (down_until,),
+                ).fetchone()
+            return int(row[0]) if row else 0
+
+        # Beat resumes by itself once the database is back.
+        wait_for(lambda: fires_after_outage() >= 2, 30, "beat to fire again")
+        assert beat.alive()
     finally:
+        if beat is not None:
+            beat.terminate()
         if worker is not None:
             worker.terminate()
         server.stop()

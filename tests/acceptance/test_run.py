@@ -76,6 +76,7 @@ def test_run_starts_everything_on_embedded_servers_and_ctrl_c_stops_it(data_dir:
         assert status == 200, (status, body, log.read_text()[-3000:])
         checks = json.loads(body)["checks"]
         assert checks["broker"]["ok"] and checks["database"]["ok"] and checks["workers"]["ok"]
+        assert checks["beat"]["ok"] and checks["beat"]["leader"], checks["beat"]
         assert all(checks["workers"]["queues"][queue] for queue in QUEUES), checks["workers"]
         printed = log.read_text()
         assert f"http://127.0.0.1:{ports['web']}/health/ready" in printed
@@ -102,6 +103,18 @@ def test_run_starts_everything_on_embedded_servers_and_ctrl_c_stops_it(data_dir:
             timeout=60,
         )
         assert pong.stdout.strip() == "pong: hi", pong.stderr
+        listed = subprocess.run(
+            [sys.executable, "-m", "app", "schedules", "list"],
+            cwd=ROOT,
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        from beat.defaults import DEFAULT_SCHEDULES
+
+        for declared in DEFAULT_SCHEDULES:
+            assert declared.name in listed.stdout, listed.stdout + listed.stderr
         assert get(f"http://127.0.0.1:{ports['flower']}/")[0] == 200
         assert get(f"http://127.0.0.1:{ports['web']}/health/live")[0] == 200
     finally:
