@@ -73,8 +73,7 @@ class ConveyorTask(Task):  # type: ignore[misc]
         In this order, a second delivery that claims the job after the release sees
         it finished, and acknowledges instead of running it again.
         """
-        lifecycle.recorder().drain()
-        claims.release(self.request.id)
+        claims.finish(self.request.id, lifecycle.recorder())
 
     def _refuse(
         self,

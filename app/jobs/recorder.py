@@ -46,17 +46,19 @@ JOB_FIELDS = (
     "finished_at",
 )
 
-UPSERT = """
+UPSERT_HEAD = """
 INSERT INTO jobs AS j (
     id, handler, job_name, queue, payload, metadata, schedule, idempotency_key,
     status, status_at, attempts, last_error, traceback, worker, result,
     created_at, enqueued_at, due_at, started_at, finished_at
-) VALUES (
+) VALUES """
+UPSERT_ROW = """(
     %(id)s, %(handler)s, %(job_name)s, %(queue)s, %(payload)s, %(metadata)s, %(schedule)s,
     %(idempotency_key)s, %(status)s, %(status_at)s, %(attempts)s, %(last_error)s,
     %(traceback)s, %(worker)s, %(result)s, %(status_at)s, %(enqueued_at)s, %(due_at)s,
     %(started_at)s, %(finished_at)s
-)
+)"""
+UPSERT_TAIL = """
 ON CONFLICT (id) DO UPDATE SET
     job_name = coalesce(j.job_name, EXCLUDED.job_name),
     payload = CASE WHEN j.payload = '{}'::jsonb THEN EXCLUDED.payload ELSE j.payload END,
@@ -83,6 +85,7 @@ ON CONFLICT (id) DO UPDATE SET
     finished_at = CASE WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.finished_at
                        ELSE j.finished_at END
 """
+UPSERT = UPSERT_HEAD + UPSERT_ROW + UPSERT_TAIL
 
 
 @dataclass(slots=True)
@@ -192,26 +195,31 @@ class Recorder:
         self._wake.set()
         return self._idle.wait(timeout_s)
 
-    def drain(self) -> bool:
+    def drain(self, conn: psycopg.Connection | None = None, then: str = "") -> bool:
         """Write everything buffered now, on the calling thread; False if it failed.
 
         A task calls this when its attempt ends (``ConveyorTask.after_return``), so
-        the outcome is durable before the job's lock is released: a second delivery
-        then finds it finished instead of running it again.
+        the outcome is written before the job's lock is released: a second delivery
+        then finds it finished instead of running it again. With ``conn`` (an
+        autocommit connection: the claim's) the batch and then ``then`` (SQL run after
+        the commit, e.g. the claim's unlock) go in one round trip. The result is True
+        only when everything was written and ``then``, if any, ran.
         """
-        if not self._buffer:
-            return True
         with self._write_lock:
             batch = self._take(everything=True)
             if not batch:
-                return True
+                return not then
             try:
+                if conn is not None:
+                    self._write_pipelined(conn, batch, then)
+                    return True
                 self._write(batch)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._retry_later(batch, exc)
                 return False
             except Exception:
                 self._write_one_by_one(batch)
+                return not then
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -291,6 +299,36 @@ class Recorder:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.dsn, connect_timeout=5)
         return self._conn
+
+    @staticmethod
+    def _write_pipelined(conn: psycopg.Connection, batch: list[Transition], then: str = "") -> None:
+        """One transaction and ``then`` (SQL run after its commit) in one round trip.
+
+        The statements go as one simple-protocol string (values bound client-side), so
+        PostgreSQL runs them in order: ``then`` only after the commit succeeded.
+        ``conn`` must be in autocommit mode.
+        """
+        cur = psycopg.ClientCursor(conn)
+        rows = ",".join(cur.mogrify(UPSERT_ROW, row) for row in fold(batch))
+        events = ",".join(
+            cur.mogrify(
+                "(%s, %s, %s, %s, %s, %s, %s)",
+                (t.job_id, t.from_status, t.to_status, t.at, t.attempt, t.worker, t.detail),
+            )
+            for t in batch
+        )
+        script = (
+            "BEGIN; SET LOCAL synchronous_commit = on;"
+            f"{UPSERT_HEAD}{rows}{UPSERT_TAIL};"
+            "INSERT INTO job_events (job_id, from_status, to_status, at, attempt, worker, detail) "
+            f"VALUES {events}; COMMIT; {then}"
+        )
+        try:
+            cur.execute(script.encode())
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+            raise
 
     def _write(self, batch: list[Transition]) -> None:
         conn = self._connection()
