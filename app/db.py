@@ -16,4 +16,11 @@ def engine(url: str | None = None) -> Engine:
 
 @functools.cache
 def _engine(url: str, pool_size: int) -> Engine:
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    # A connect timeout: an unreachable server (packets dropped) fails in seconds, not minutes.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5},
+    )

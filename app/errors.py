@@ -103,6 +103,16 @@ class InvalidTransition(ConveyorError, ValueError):
         super().__init__(f"job {job_id} is {status}: it cannot be {operation}")
 
 
+class JobNameTaken(ConveyorError, ValueError):
+    """Another unfinished job holds the name this job needs (names are unique among them)."""
+
+    def __init__(self, job_id: object, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"job {job_id} cannot be requeued: another unfinished job is named {name!r}"
+        )
+
+
 class InvalidSchedule(ConveyorError, ValueError):
     """A schedule ``JobService.enqueue`` cannot honour; names it and why."""
 

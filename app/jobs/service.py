@@ -10,12 +10,14 @@ from typing import Any
 from kombu.utils import json as kombu_json
 from pydantic import ValidationError
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from app.celery import app as default_app
 from app.errors import (
     BrokerUnavailable,
     InvalidPayload,
     InvalidSchedule,
+    JobNameTaken,
     PayloadTooLarge,
     UnknownHandler,
 )
@@ -251,16 +253,24 @@ class JobService:
         self.store.delete(job_id, finished=set(FINISHED))
 
     def requeue(self, job_id: uuid.UUID | str) -> uuid.UUID:
-        """Run a failed, dead or cancelled job again from its stored payload, same id."""
-        job = self.store.transition(
-            job_id,
-            set(REQUEUEABLE),
-            JobStatus.QUEUED,
-            "requeued",
-            "requeued by request",
-            deliveries=0,
-            finished_at=None,
-        )
+        """Run a failed, dead or cancelled job again from its stored payload, same id.
+
+        :class:`~app.errors.JobNameTaken` when another unfinished job holds its name.
+        """
+        try:
+            job = self.store.transition(
+                job_id,
+                set(REQUEUEABLE),
+                JobStatus.QUEUED,
+                "requeued",
+                "requeued by request",
+                deliveries=0,
+                finished_at=None,
+            )
+        except IntegrityError as exc:
+            if "ux_jobs_active_name" not in str(exc):
+                raise
+            raise JobNameTaken(job_id, self.store.get(job_id)["job_name"]) from None
         payload = job["payload"] or {}
         self._publish(
             job["id"],

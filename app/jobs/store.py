@@ -47,6 +47,9 @@ class JobStore:
             with self.db.begin() as own:
                 return self.create(row, own)
         now = datetime.now(UTC)
+        # An empty key or name is no key or name (it would match nothing on conflict).
+        row = {**row, "idempotency_key": row.get("idempotency_key") or None}
+        row["job_name"] = row.get("job_name") or None
         values = {
             "status": JobStatus.QUEUED,
             "status_at": now,
