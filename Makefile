@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint bench install clean
+.PHONY: run test test-unit lint bench install browsers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The console's browser tests drive Debian's chromium (no browser download by Playwright).
+browsers:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "browsers: /usr/bin/chromium is missing; install Debian's chromium (root needed)"; fi
+
 run: $(STAMP)
 	$(PY) -m app run
 
-test: $(STAMP)
+test: $(STAMP) browsers
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
@@ -30,6 +37,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.ledger
+	$(PY) -m bench.beat
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

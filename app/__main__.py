@@ -124,10 +124,12 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
     from app.jobs.cli import add_commands
+    from app.web.cli import add_commands as add_web_commands
     from beat.cli import add_commands as add_schedule_commands
 
     add_commands(sub)
     add_schedule_commands(sub)
+    add_web_commands(sub)
     return top
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from app.embedded import EmbeddedServers
@@ -42,6 +43,13 @@ def run() -> int:
         broker = env.get("CONVEYOR_BROKER__URL", settings.broker_url)
         database = env.get("CONVEYOR_DATABASE__URL", settings.database_url)
         subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True)
+        password_file = settings.embedded.data_dir / "console-password.txt"
+        subprocess.run(
+            [sys.executable, "-m", "app", "users", "first", str(password_file)],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         for name in PROCESSES:
             # Own session: Ctrl-C reaches only this supervisor, which then stops
             # each child with SIGTERM (a warm shutdown for the worker).
@@ -54,6 +62,7 @@ def run() -> int:
             f"  broker     {mask_url(broker)}{embedded(settings.embedded_broker)}\n"
             f"  database   {mask_url(database)}{embedded(settings.embedded_database)}\n"
             f"  web        {web}/health/ready\n"
+            f"  console    {web}/console/  {console_login(password_file)}\n"
             f"  flower     http://{settings.flower.host}:{settings.flower.port}\n"
             f"  worker     queues critical, default, emails, reports, background\n"
             f"  beat       schedules in the database\n",
@@ -70,6 +79,13 @@ def run() -> int:
         _stop(children, grace_s=settings.worker.soft_shutdown_timeout_s + 15)
         servers.stop()
     return code
+
+
+def console_login(password_file: Path) -> str:
+    """How to log in to the console, printed by ``run``."""
+    if password_file.exists():
+        return f"(user admin, password in {password_file})"
+    return "(python -m app users create NAME adds a user)"
 
 
 def embedded(flag: bool) -> str:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from django.contrib import admin
 from django.urls import path
 
 from app.web import health
+from app.web.api import api
+from app.web.metrics import metrics
 
 urlpatterns = [
     path("health/live", health.live),
     path("health/ready", health.ready),
+    path("metrics", metrics),
+    path("api/v1/", api.urls),
+    path("console/", admin.site.urls),
 ]

@@ -25,8 +25,10 @@ pytestmark = pytest.mark.acceptance
 
 
 def get(url: str, auth: str | None = None) -> tuple[int, bytes]:
-    """Status and body of a GET, errors included."""
-    request = urllib.request.Request(url)
+    """Status and body of a GET, errors included; ``auth`` is an API token."""
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {auth}"} if auth else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.read()
@@ -66,12 +68,30 @@ def test_run_starts_everything_on_embedded_servers_and_ctrl_c_stops_it(data_dir:
             start_new_session=True,
         )
     try:
+        # From a second terminal, as the README says.
+        client_env = {
+            **env,
+            "CONVEYOR_BROKER__URL": f"redis://127.0.0.1:{ports['redis']}/0",
+            "CONVEYOR_DATABASE__URL": (
+                f"postgresql+psycopg://postgres@127.0.0.1:{ports['postgres']}/conveyor"
+            ),
+        }
         ready_url = f"http://127.0.0.1:{ports['web']}/health/ready"
         deadline = time.monotonic() + 120
-        status, body = 0, b""
+        status, body, token = 0, b"", None
         while time.monotonic() < deadline and status != 200:
             assert run.poll() is None, log.read_text()[-3000:]
-            status, body = get(ready_url)
+            if token is None and get(f"http://127.0.0.1:{ports['web']}/health/live")[0] == 200:
+                token = subprocess.run(  # the web is up, so the tables are migrated
+                    [sys.executable, "-m", "app", "tokens", "create", "probe", "--scope", "read"],
+                    cwd=ROOT,
+                    env=client_env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                ).stdout.split()[0]
+            status, body = get(ready_url, token)
             time.sleep(0.5)
         assert status == 200, (status, body, log.read_text()[-3000:])
         checks = json.loads(body)["checks"]
@@ -82,14 +102,6 @@ def test_run_starts_everything_on_embedded_servers_and_ctrl_c_stops_it(data_dir:
         assert f"http://127.0.0.1:{ports['web']}/health/ready" in printed
         assert f"127.0.0.1:{ports['redis']}" in printed and "(embedded)" in printed
 
-        # From a second terminal, as the README says.
-        client_env = {
-            **env,
-            "CONVEYOR_BROKER__URL": f"redis://127.0.0.1:{ports['redis']}/0",
-            "CONVEYOR_DATABASE__URL": (
-                f"postgresql+psycopg://postgres@127.0.0.1:{ports['postgres']}/conveyor"
-            ),
-        }
         pong = subprocess.run(
             [
                 sys.executable,

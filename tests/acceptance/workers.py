@@ -110,10 +110,16 @@ class Worker:
 class Beat:
     """``python -m app beat`` (probe tasks registered) in its own session."""
 
-    def __init__(self, broker_url: str, name: str | None = None, clock_offset_s: float = 0) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        name: str | None = None,
+        clock_offset_s: float = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name or f"b{uuid.uuid4().hex[:6]}"
         self.env = {
-            **os.environ,
+            **(env or os.environ),
             "CONVEYOR_BROKER__URL": broker_url,
             "CONVEYOR_BEAT__CLOCK_OFFSET_S": str(clock_offset_s),
         }
@@ -174,6 +180,73 @@ class Beat:
             self.process.wait()
 
     def __enter__(self) -> Beat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+
+class Web:
+    """``python -m app web`` (gunicorn) on a free port, probe tasks registered."""
+
+    def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
+        from app.embedded import free_port
+
+        self.name = name or f"web{uuid.uuid4().hex[:6]}"
+        self.port = free_port()
+        self.env = {
+            **(env or os.environ),
+            "CONVEYOR_WEB__PORT": str(self.port),
+            "CONVEYOR_WEB__HOST": "127.0.0.1",
+            "CONVEYOR_TASK_MODULES": '["tests.acceptance.probe_tasks"]',
+        }
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log = LOGS / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60) -> Web:
+        """Start and wait until ``/health/live`` answers."""
+        import urllib.request
+
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app", "web"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"web {self.name} exited:\n{self.output()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/live", timeout=2) as reply:
+                    if reply.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"web {self.name} did not answer:\n{self.output()[-3000:]}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def terminate(self, timeout_s: float = 30) -> None:
+        """SIGTERM the gunicorn master and wait."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def __enter__(self) -> Web:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,64 @@
+"""The console's front page: jobs per queue and state, broker depths, the beat leader."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db.models import Count
+from django.http import HttpRequest
+
+from app.web import health
+from app.web.admin.display import STATES
+from app.web.models import Job
+from beat.service import ScheduleService
+from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+
+
+def console(request: HttpRequest) -> dict[str, Any]:
+    """Context of every page: Flower's address, and the front page's figures (a callable,
+    so they are computed only on the page that shows them)."""
+    return {"conveyor_flower_url": flower_url(request), "conveyor_overview": overview}
+
+
+def flower_url(request: HttpRequest) -> str:
+    """Where Flower listens, as the operator's browser reaches it."""
+    flower = get_settings().flower
+    host = flower.host
+    if host in ("0.0.0.0", "::", ""):  # all interfaces: the host this page came from
+        host = urlsplit(f"//{request.get_host()}").hostname or "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{flower.port}"
+
+
+def overview() -> dict[str, Any]:
+    """Jobs per queue and state (ledger), messages per queue (broker), the beat leader."""
+    counts: dict[str, dict[str, int]] = {queue: dict.fromkeys(STATES, 0) for queue in QUEUES}
+    rows = Job.objects.values("queue", "status").annotate(n=Count("id")).order_by()
+    for row in rows:
+        counts.setdefault(row["queue"], dict.fromkeys(STATES, 0))[row["status"]] = row["n"]
+    try:
+        depths: dict[str, int] = queue_depths()
+        broker_error = ""
+    except Exception as exc:  # the page still shows the ledger when the broker is down
+        depths, broker_error = {}, f"{type(exc).__name__}: {exc}"
+    table = [
+        {"queue": queue, "counts": list(by_state.values()), "broker": depths.get(queue, "?")}
+        for queue, by_state in counts.items()
+    ]
+    table.append(
+        {"queue": DEAD_LETTER_QUEUE, "counts": [], "broker": depths.get(DEAD_LETTER_QUEUE, "?")}
+    )
+    return {
+        "states": STATES,
+        "queues": table,
+        "totals": [sum(by_state[state] for by_state in counts.values()) for state in STATES],
+        "broker_error": broker_error,
+        "leader": ScheduleService().leader(),
+        "dead": sum(by_state["dead"] for by_state in counts.values()),
+    }
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting in each work queue and in the dead-letter queue."""
+    with health.broker_connection() as conn:
+        return health.queue_depths(conn)

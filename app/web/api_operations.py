@@ -1,0 +1,249 @@
+"""``/workers``, ``/queues``, ``/services`` and ``/stats``: what runs and how much waits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema
+from sqlalchemy import text
+
+from app.celery import app, dead_letter_queue
+from app.db import engine
+from app.jobs.models import UNFINISHED
+from app.web.api_auth import needs
+from app.web.api_errors import ApiError
+from app.web.api_schemas import errors
+from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+
+router = Router(tags=["operations"])
+
+#: Seconds a worker waits to answer ``/workers``.
+INSPECT_TIMEOUT_S = 1.0
+#: Longest window ``/stats`` counts over, in hours.
+MAX_HOURS = 24 * 366
+
+
+class WorkerOut(Schema):
+    """A worker, as it answers now and as its heartbeat says."""
+
+    hostname: str
+    alive: bool = Field(description="answered within a second")
+    queues: list[str]
+    active: int = Field(description="tasks running now")
+    active_jobs: list[str]
+    processed: int = Field(description="tasks done since it started")
+    pid: int | None
+    started_at: datetime | None
+    last_seen: datetime | None = Field(description="last heartbeat")
+
+
+class QueueOut(Schema):
+    """A queue's depth and the live workers that consume it."""
+
+    name: str
+    depth: int
+    consumers: list[str]
+
+
+class BeatInstanceOut(Schema):
+    """A beat process."""
+
+    identity: str
+    started_at: datetime
+    last_tick_at: datetime
+    leader: bool
+    alive: bool
+    last_error: str
+
+
+class LeaderOut(Schema):
+    """The beat that holds the lease."""
+
+    holder: str
+    since: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+
+class HeartbeatOut(Schema):
+    """A worker's last heartbeat."""
+
+    hostname: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    last_seen: datetime
+    alive: bool
+
+
+class ServicesOut(Schema):
+    """The background services and their last sign of life."""
+
+    beat_leader: LeaderOut | None
+    beats: list[BeatInstanceOut]
+    workers: list[HeartbeatOut]
+
+
+class StatsOut(Schema):
+    """Jobs created in the window, by state, handler and queue; unfinished ones now."""
+
+    hours: int
+    since: datetime
+    total: int
+    by_status: dict[str, int]
+    by_handler: dict[str, int]
+    by_queue: dict[str, int]
+    unfinished: dict[str, int]
+
+
+HEARTBEATS = text(
+    "SELECT hostname, pid, queues, started_at, last_seen FROM workers ORDER BY hostname"
+)
+BEATS = text(
+    "SELECT identity, started_at, last_tick_at, leader, last_error "
+    "FROM conveyor_beat_instance ORDER BY identity"
+)
+LEASE = text(
+    "SELECT holder, acquired_at AS since, renewed_at, expires_at FROM conveyor_beat_lease "
+    "WHERE name = 'beat' AND expires_at > now()"
+)
+CREATED = text("""
+SELECT CASE WHEN GROUPING(handler) = 0 THEN 'handler'
+            WHEN GROUPING(queue) = 0 THEN 'queue'
+            ELSE 'status' END,
+       coalesce(handler, queue, status),
+       count(*)
+FROM jobs
+WHERE created_at >= :since
+GROUP BY GROUPING SETS ((handler), (queue), (status))
+""")
+UNFINISHED_NOW = text("SELECT status, count(*) FROM jobs WHERE status = ANY(:s) GROUP BY status")
+
+
+def heartbeats() -> list[dict[str, Any]]:
+    """Each worker's last heartbeat, with ``alive`` when it is recent."""
+    fresh = datetime.now(UTC) - timedelta(seconds=3 * get_settings().ledger.heartbeat_interval_s)
+    with engine().connect() as conn:
+        rows = [dict(row) for row in conn.execute(HEARTBEATS).mappings()]
+    for row in rows:
+        row["queues"] = [q for q in (row["queues"] or "").split(",") if q]
+        row["alive"] = row["last_seen"] >= fresh
+    return rows
+
+
+def _broker_up() -> None:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:  # any failure to reach the broker is the same answer
+        raise ApiError(503, "broker_unavailable", f"the broker is unreachable: {exc}") from None
+
+
+@router.get("/workers", response={200: list[WorkerOut], **errors(503)}, **needs("read"))
+def workers(request: HttpRequest) -> list[dict[str, Any]]:
+    """Workers that answer now (queues, running and processed tasks), and silent ones
+    that still have a heartbeat row."""
+    _broker_up()
+    beats = {row["hostname"]: row for row in heartbeats()}
+    expected = sum(1 for row in beats.values() if row["alive"]) or None
+    # With the number of live workers known, replies end the wait instead of the timeout;
+    # the later questions go only to the workers that answered the first.
+    control = app.control
+    queues: dict[str, Any] = (
+        control.inspect(timeout=INSPECT_TIMEOUT_S, limit=expected).active_queues() or {}
+    )
+    active: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    if queues:
+        asked = control.inspect(list(queues), timeout=INSPECT_TIMEOUT_S, limit=len(queues))
+        active = asked.active() or {}
+        stats = asked.stats() or {}
+    out = []
+    for hostname in sorted(set(queues) | set(active) | set(stats) | set(beats)):
+        beat: dict[str, Any] = beats.get(hostname, {})
+        running = active.get(hostname) or []
+        out.append(
+            {
+                "hostname": hostname,
+                "alive": hostname in queues or hostname in stats,
+                "queues": [q["name"] for q in queues.get(hostname, [])] or beat.get("queues", []),
+                "active": len(running),
+                "active_jobs": [str(task.get("id")) for task in running],
+                "processed": sum((stats.get(hostname) or {}).get("total", {}).values()),
+                "pid": (stats.get(hostname) or {}).get("pid") or beat.get("pid"),
+                "started_at": beat.get("started_at"),
+                "last_seen": beat.get("last_seen"),
+            }
+        )
+    return out
+
+
+@router.get("/queues", response={200: list[QueueOut], **errors(503)}, **needs("read"))
+def queues(request: HttpRequest) -> list[dict[str, Any]]:
+    """Messages waiting in each queue, ``dead_letter`` included, and who consumes each."""
+    _broker_up()
+    consumers: dict[str, list[str]] = {name: [] for name in QUEUES}
+    for row in heartbeats():
+        for name in row["queues"] if row["alive"] else []:
+            consumers.setdefault(name, []).append(row["hostname"])
+    declared = {queue.name: queue for queue in app.amqp.queues.values()}
+    out = []
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in [*QUEUES, DEAD_LETTER_QUEUE]:
+            queue = dead_letter_queue() if name == DEAD_LETTER_QUEUE else declared[name]
+            # Not passive: Redis drops an empty list, and a passive declare would then fail.
+            ok: Any = queue(channel).queue_declare()
+            out.append(
+                {"name": name, "depth": int(ok.message_count), "consumers": consumers.get(name, [])}
+            )
+    return out
+
+
+@router.get("/services", response={200: ServicesOut, **errors()}, **needs("read"))
+def services(request: HttpRequest) -> dict[str, Any]:
+    """The beat leader, every beat process and every worker, with their last sign of life."""
+    conf = get_settings().beat
+    fresh = datetime.now(UTC) - timedelta(seconds=conf.lease_ttl_s + conf.renew_interval_s)
+    with engine().connect() as conn:
+        leader = conn.execute(LEASE).mappings().first()
+        beats = [dict(row) for row in conn.execute(BEATS).mappings()]
+    for row in beats:
+        row["alive"] = row["last_tick_at"] >= fresh
+    return {
+        "beat_leader": dict(leader) if leader else None,
+        "beats": beats,
+        "workers": heartbeats(),
+    }
+
+
+class StatsQuery(Schema):
+    """The window ``/stats`` counts over."""
+
+    hours: int = Field(24, ge=1, le=MAX_HOURS, description="the window, in hours")
+
+
+@router.get("/stats", response={200: StatsOut, **errors()}, **needs("read"))
+def stats(request: HttpRequest, query: Query[StatsQuery]) -> dict[str, Any]:
+    """Jobs created in the last ``hours`` hours by state, handler and queue; and how many
+    are unfinished now, whenever they were created."""
+    hours = query.hours
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    created: dict[str, dict[str, int]] = {"handler": {}, "queue": {}, "status": {}}
+    unfinished = {status.value: 0 for status in sorted(UNFINISHED)}
+    with engine().connect() as conn:
+        for dimension, key, count in conn.execute(CREATED, {"since": since}):
+            created[dimension][key] = int(count)
+        for status, count in conn.execute(UNFINISHED_NOW, {"s": list(unfinished)}):
+            unfinished[status] = int(count)
+    return {
+        "hours": hours,
+        "since": since,
+        "total": sum(created["status"].values()),
+        "by_status": dict(sorted(created["status"].items())),
+        "by_handler": dict(sorted(created["handler"].items())),
+        "by_queue": dict(sorted(created["queue"].items())),
+        "unfinished": unfinished,
+    }

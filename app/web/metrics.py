@@ -1,0 +1,167 @@
+"""``/metrics`` for Prometheus, from the web process.
+
+Everything is read at scrape time from the ledger, the broker and the beat tables
+(a :class:`ConveyorCollector`), so the web process keeps no counters of its own and
+every replica answers the same. A part that cannot be read (the broker is down) is
+left out and flagged in ``conveyor_scrape_error{part}``; the rest is still served.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+from django.http import HttpRequest, HttpResponse
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from sqlalchemy import text
+
+from app.db import engine
+from app.errors import ConveyorError
+from app.jobs.models import JobStatus
+from app.web.health import beat_leader, broker_connection, queue_depths, refuse_without_read_token
+from beat.scheduler import LOAD, build_plan, expression_of
+from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def schedule_lags(now: datetime | None = None) -> dict[str, float]:
+    """Seconds each enabled schedule's oldest due fire has waited for beat (0: on time).
+
+    The first fire after the schedule's cursor (the last fire beat handled) is due;
+    if that time has passed, beat is that late. A schedule beat has not seen yet (or
+    whose expression was edited since) counts from its last change, as beat does.
+    """
+    now = now or datetime.now(UTC)
+    with engine().connect() as conn:
+        rows = conn.execute(LOAD, {"include_disabled": False, "only": None}).mappings().all()
+    lags = {}
+    for row in rows:
+        try:
+            expression, tz = expression_of(row)
+            base = row["cursor"]
+            if base is None or row["seen_expression"] != f"{expression}|{tz}":
+                changes = (t for t in (base, row["date_changed"]) if t is not None)
+                base = min(max(changes, default=now), now)
+            plan = build_plan(row, base)
+        except (ConveyorError, ValueError, TypeError):
+            continue  # beat disables a row it cannot schedule: nothing is late
+        due = plan.next_fire
+        if due is None or due >= now or (plan.expires is not None and due > plan.expires):
+            lags[row["name"]] = 0.0
+        else:
+            lags[row["name"]] = (now - due).total_seconds()
+    return lags
+
+
+def _jobs() -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "conveyor_jobs", "Jobs in the ledger by state and queue.", labels=["state", "queue"]
+    )
+    counts = {(state.value, queue): 0 for state in JobStatus for queue in QUEUES}
+    with engine().connect() as conn:
+        for state, queue, count in conn.execute(
+            text("SELECT status, queue, count(*) FROM jobs GROUP BY status, queue")
+        ):
+            counts[(state, queue)] = count
+    for (state, queue), count in sorted(counts.items()):
+        family.add_metric([state, queue], count)
+    yield family
+
+
+def _workers() -> Iterator[Metric]:
+    fresh_s = 3 * get_settings().ledger.heartbeat_interval_s
+    with engine().connect() as conn:
+        alive = conn.execute(
+            text(
+                "SELECT count(*) FROM workers WHERE last_seen > now() - make_interval(secs => :s)"
+            ),
+            {"s": fresh_s},
+        ).scalar_one()
+    yield GaugeMetricFamily(
+        "conveyor_workers_alive",
+        f"Workers whose last heartbeat is under {fresh_s:g}s old.",
+        value=alive,
+    )
+
+
+def _broker() -> Iterator[Metric]:
+    with broker_connection() as conn:
+        depths = queue_depths(conn)
+    family = GaugeMetricFamily(
+        "conveyor_queue_depth", "Messages waiting in each broker queue.", labels=["queue"]
+    )
+    for queue, depth in depths.items():
+        family.add_metric([queue], depth)
+    yield family
+    yield GaugeMetricFamily(
+        "conveyor_dead_letters",
+        "Failed jobs waiting in the dead-letter queue for an operator.",
+        value=depths[DEAD_LETTER_QUEUE],
+    )
+
+
+def _beat() -> Iterator[Metric]:
+    leader = beat_leader()
+    family = GaugeMetricFamily(
+        "conveyor_beat_leader",
+        "1 while a beat holds the leader lease (labelled by it), 0 when none does.",
+        labels=["holder"],
+    )
+    family.add_metric([leader["leader"] if leader else ""], 1 if leader else 0)
+    yield family
+
+
+def _schedules() -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "conveyor_schedule_lag_seconds",
+        "How long the oldest due fire of each enabled schedule has waited for beat.",
+        labels=["schedule"],
+    )
+    for name, lag in sorted(schedule_lags().items()):
+        family.add_metric([name], lag)
+    yield family
+
+
+#: Each part of a scrape, read on its own so that one failing leaves the others.
+PARTS: dict[str, Callable[[], Iterator[Metric]]] = {
+    "jobs": _jobs,
+    "workers": _workers,
+    "broker": _broker,
+    "beat": _beat,
+    "schedules": _schedules,
+}
+
+
+class ConveyorCollector:
+    """A Prometheus collector that reads every part of Conveyor at scrape time."""
+
+    def collect(self) -> Iterable[Metric]:
+        """Every metric family, and ``conveyor_scrape_error`` for the parts that failed."""
+        errors = GaugeMetricFamily(
+            "conveyor_scrape_error",
+            "1 when a part could not be read in this scrape (its metrics are missing).",
+            labels=["part"],
+        )
+        for part, read in PARTS.items():
+            try:
+                families = list(read())
+            except Exception as exc:  # one part down must not fail the whole scrape
+                logger.warning("metrics: %s unavailable: %s: %s", part, type(exc).__name__, exc)
+                families = []
+                errors.add_metric([part], 1)
+            else:
+                errors.add_metric([part], 0)
+            yield from families
+        yield errors
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition (text or OpenMetrics, as asked). Needs a read token."""
+    refused = refuse_without_read_token(request)
+    if refused is not None:
+        return refused
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(ConveyorCollector()), content_type=content_type)

@@ -1,0 +1,1 @@
+"""Browser tests of the operator console (headless Debian chromium via Playwright)."""
