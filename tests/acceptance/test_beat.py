@@ -38,8 +38,8 @@ def fires(name: str) -> list[dict[str, Any]]:
     with engine().connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT fire_time, fired_at, outcome, job_id, beat FROM conveyor_schedule_fire "
-                "WHERE schedule_name = :name ORDER BY fire_time"
+                "SELECT fire_time, fired_at, outcome, job_id, beat, detail "
+                "FROM conveyor_schedule_fire WHERE schedule_name = :name ORDER BY fire_time"
             ),
             {"name": name},
         ).mappings()
@@ -282,3 +282,29 @@ def test_a_long_run_is_not_started_twice_and_the_skip_is_in_the_ledger(
             .all()
         )
     assert notes and all("overlap policy skip" in note for note in notes)
+
+
+def test_queue_one_keeps_one_run_waiting_and_starts_it_when_the_previous_ends(
+    redis_broker: Broker, schedules: ScheduleService, effects: Effects
+) -> None:
+    schedules.create(
+        "queued", "probe.stamp", "*/2 * * * * *", kwargs={"sleep_s": 4}, overlap="queue_one"
+    )
+    with Worker(redis_broker.url, concurrency=2), Beat(redis_broker.url):
+        waiting = wait_for(
+            lambda: [r for r in fires("queued") if r["outcome"] == "waiting"], 20, "a waiting run"
+        )
+        wait_for(lambda: any(r["outcome"] == "skipped" for r in fires("queued")), 10, "a skip")
+        # The waiting run starts once the one before it has finished.
+        first_waiting = str(waiting[0]["job_id"])
+        wait_for(lambda: effects.count(first_waiting, "done") == 1, 30, "the waiting run")
+    spans: dict[str, list[datetime]] = {}
+    for key, phase, _pid, _retries, at in effects.rows():
+        if phase in ("start", "done"):
+            spans.setdefault(key, []).append(at)
+    ordered = sorted(span for span in spans.values() if len(span) == 2)
+    assert len(ordered) >= 2
+    for before, after in pairwise(ordered):
+        assert after[0] >= before[1], "queue_one started a run while the previous one ran"
+    skipped = [r for r in fires("queued") if r["outcome"] == "skipped"]
+    assert all("waits" in r["detail"] for r in skipped)
