@@ -9,12 +9,6 @@ the tests read the audit trail with SQL.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +21,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy import text
 
 from app.db import engine
-from app.embedded import free_port
 from tests.acceptance import probe_tasks
-from tests.acceptance.workers import LOGS, ROOT, Beat, Web, Worker
+from tests.acceptance.workers import ROOT, Beat, Flower, Web, Worker
 from tests.conftest import purge_queues
 from tests.integration.test_schedule_service import empty_schedules
 
@@ -47,64 +40,6 @@ OPERATOR = ("operator", "console-operator-pw-1")
 #: A user the throttling test locks out (only its name, from this address).
 MALLORY = ("mallory", "mallory-right-pw-2")
 FLOWER_AUTH = ("flower", "flower-pw-3")
-
-
-class Flower:
-    """``python -m app flower`` on a free port, with basic auth and its own state file."""
-
-    def __init__(self, broker_url: str, data_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "CONVEYOR_BROKER__URL": broker_url,
-            "CONVEYOR_FLOWER__PORT": str(self.port),
-            "CONVEYOR_FLOWER__BASIC_AUTH": ":".join(FLOWER_AUTH),
-            "CONVEYOR_EMBEDDED__DATA_DIR": str(data_dir),
-        }
-        LOGS.mkdir(parents=True, exist_ok=True)
-        self.log = LOGS / f"cflower{uuid.uuid4().hex[:4]}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 60) -> Flower:
-        """Start and wait until it answers (401: it asks for the password)."""
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app", "flower"],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"flower exited:\n{self.output()[-3000:]}")
-            try:
-                urllib.request.urlopen(self.url, timeout=2).close()
-                return self
-            except urllib.error.HTTPError:
-                return self
-            except OSError:
-                time.sleep(0.2)
-        raise TimeoutError(f"flower did not answer:\n{self.output()[-3000:]}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def terminate(self, timeout_s: float = 15) -> None:
-        """SIGTERM its session and wait; SIGKILL if it hangs."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 @dataclass
@@ -149,7 +84,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """Web, worker, beat and Flower, started together; stopped after the module."""
     reset_state()
     broker = os.environ["CONVEYOR_BROKER__URL"]
-    flower = Flower(broker, tmp_path_factory.mktemp("flower"))
+    flower = Flower(broker, tmp_path_factory.mktemp("flower"), ":".join(FLOWER_AUTH))
     tag = uuid.uuid4().hex[:4]
     web = Web(env={**os.environ, "CONVEYOR_FLOWER__PORT": str(flower.port)}, name=f"cweb{tag}")
     worker = Worker(broker, concurrency=2, name=f"cw{tag}")
