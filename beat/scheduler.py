@@ -248,6 +248,17 @@ def expression_of(row: Any) -> tuple[str, str]:
     raise ValueError("the schedule has no crontab, interval or clocked time")
 
 
+_identity: tuple[int, str] | None = None
+
+
+def identity() -> str:
+    """This beat process's name in the lease: host, pid and a random tag (one per process)."""
+    global _identity
+    if _identity is None or _identity[0] != os.getpid():
+        _identity = (os.getpid(), f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
+    return _identity[1]
+
+
 def build_plan(row: Any, cursor: datetime) -> Plan:
     """A plan from a ``LOAD`` row; raises naming what makes the row unusable."""
     from app.jobs.service import JobService
@@ -297,7 +308,7 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         settings = get_settings()
         self.conf = settings.beat
-        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.identity = identity()
         self.started = datetime.now(UTC)
         self.leader = False
         self.plans: dict[int, Plan] = {}

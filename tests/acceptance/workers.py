@@ -30,7 +30,8 @@ class Process:
 
     def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
         self.name = name or f"{self.kind[0]}{uuid.uuid4().hex[:6]}"
-        self.env = {**(env or os.environ), "CONVEYOR_TASK_MODULES": PROBES}
+        # ``env`` adds to (or overrides) this process's environment.
+        self.env = {**os.environ, **(env or {}), "CONVEYOR_TASK_MODULES": PROBES}
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log = LOGS / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -117,7 +118,7 @@ class Worker(Process):
         name: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__({**(env or os.environ), "CONVEYOR_BROKER__URL": broker_url}, name)
+        super().__init__({**(env or {}), "CONVEYOR_BROKER__URL": broker_url}, name)
         self.queues = queues
         self.concurrency = concurrency
         self.command = (
@@ -160,7 +161,7 @@ class Beat(Process):
     ) -> None:
         super().__init__(
             {
-                **(env or os.environ),
+                **(env or {}),
                 "CONVEYOR_BROKER__URL": broker_url,
                 "CONVEYOR_BEAT__CLOCK_OFFSET_S": str(clock_offset_s),
             },
