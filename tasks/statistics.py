@@ -12,7 +12,7 @@ from sqlalchemy import Connection, text
 
 from app.celery import app
 from app.db import engine
-from app.jobs.models import UNFINISHED, JobStatus
+from app.jobs.store import counts
 from config.settings import get_settings
 from tasks.base import ConveyorTask
 
@@ -22,24 +22,6 @@ CACHE_KEY = "conveyor:stats:jobs"
 CACHE_TTL_S = 2 * 60 * 60
 #: Longest window a caller may ask for, in hours.
 MAX_HOURS = 24 * 366
-
-#: Unfinished states in their life order, each reported even when no job is in it.
-UNFINISHED_STATES = tuple(status.value for status in JobStatus if status in UNFINISHED)
-
-CREATED = text("""
-SELECT CASE WHEN GROUPING(handler) = 0 THEN 'handler'
-            WHEN GROUPING(queue) = 0 THEN 'queue'
-            ELSE 'status' END,
-       coalesce(handler, queue, status),
-       count(*)
-FROM jobs
-WHERE created_at >= :since
-GROUP BY GROUPING SETS ((handler), (queue), (status))
-""")
-
-UNFINISHED_NOW = text("""
-SELECT status, count(*) FROM jobs WHERE status = ANY(:statuses) GROUP BY status
-""")
 
 DURATIONS = text("""
 SELECT handler,
@@ -89,13 +71,8 @@ def job_stats(hours: int = 24) -> dict[str, Any]:
     counts every job in an unfinished state now, whenever it was created.
     """
     since = window_start(hours)
-    created: dict[str, dict[str, int]] = {"handler": {}, "queue": {}, "status": {}}
-    unfinished = dict.fromkeys(UNFINISHED_STATES, 0)
     with engine().connect() as conn:
-        for dimension, key, count in conn.execute(CREATED, {"since": since}):
-            created[dimension][key] = int(count)
-        for status, count in conn.execute(UNFINISHED_NOW, {"statuses": list(UNFINISHED_STATES)}):
-            unfinished[status] = int(count)
+        created, unfinished = counts(conn, since)
         durations = durations_by_handler(conn, since)
     stats: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(),
@@ -103,9 +80,9 @@ def job_stats(hours: int = 24) -> dict[str, Any]:
         "hours": hours,
         "created": {
             "total": sum(created["status"].values()),
-            "by_handler": dict(sorted(created["handler"].items())),
-            "by_queue": dict(sorted(created["queue"].items())),
-            "by_status": dict(sorted(created["status"].items())),
+            "by_handler": created["handler"],
+            "by_queue": created["queue"],
+            "by_status": created["status"],
         },
         "unfinished": unfinished,
         "durations": durations,

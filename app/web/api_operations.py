@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from app.celery import app, dead_letter_queue
 from app.db import engine
-from app.jobs.models import UNFINISHED
+from app.jobs.store import counts
 from app.web.api_auth import needs
 from app.web.api_errors import ApiError
 from app.web.api_schemas import errors
@@ -109,17 +109,6 @@ LEASE = text(
     "SELECT holder, acquired_at AS since, renewed_at, expires_at FROM conveyor_beat_lease "
     "WHERE name = 'beat' AND expires_at > now()"
 )
-CREATED = text("""
-SELECT CASE WHEN GROUPING(handler) = 0 THEN 'handler'
-            WHEN GROUPING(queue) = 0 THEN 'queue'
-            ELSE 'status' END,
-       coalesce(handler, queue, status),
-       count(*)
-FROM jobs
-WHERE created_at >= :since
-GROUP BY GROUPING SETS ((handler), (queue), (status))
-""")
-UNFINISHED_NOW = text("SELECT status, count(*) FROM jobs WHERE status = ANY(:s) GROUP BY status")
 
 
 def heartbeats() -> list[dict[str, Any]]:
@@ -231,19 +220,14 @@ def stats(request: HttpRequest, query: Query[StatsQuery]) -> dict[str, Any]:
     are unfinished now, whenever they were created."""
     hours = query.hours
     since = datetime.now(UTC) - timedelta(hours=hours)
-    created: dict[str, dict[str, int]] = {"handler": {}, "queue": {}, "status": {}}
-    unfinished = {status.value: 0 for status in sorted(UNFINISHED)}
     with engine().connect() as conn:
-        for dimension, key, count in conn.execute(CREATED, {"since": since}):
-            created[dimension][key] = int(count)
-        for status, count in conn.execute(UNFINISHED_NOW, {"s": list(unfinished)}):
-            unfinished[status] = int(count)
+        created, unfinished = counts(conn, since)
     return {
         "hours": hours,
         "since": since,
         "total": sum(created["status"].values()),
-        "by_status": dict(sorted(created["status"].items())),
-        "by_handler": dict(sorted(created["handler"].items())),
-        "by_queue": dict(sorted(created["queue"].items())),
+        "by_status": created["status"],
+        "by_handler": created["handler"],
+        "by_queue": created["queue"],
         "unfinished": unfinished,
     }

@@ -30,8 +30,11 @@ class Process:
 
     def __init__(self, env: dict[str, str] | None = None, name: str | None = None) -> None:
         self.name = name or f"{self.kind[0]}{uuid.uuid4().hex[:6]}"
-        # ``env`` adds to (or overrides) this process's environment.
+        # ``env`` adds to (or overrides) this process's environment. Django's settings
+        # module, which the test process sets for itself, is left out: each command sets
+        # up Django if it needs it, as it does outside the tests.
         self.env = {**os.environ, **(env or {}), "CONVEYOR_TASK_MODULES": PROBES}
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log = LOGS / f"{self.name}.log"
         self.process: subprocess.Popen[bytes] | None = None

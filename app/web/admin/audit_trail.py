@@ -10,11 +10,11 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.http import HttpRequest
 
 from app.web import audit
-from app.web.admin.display import label, pre
+from app.web.admin.display import ReadOnlyAdmin, label, pre
 from app.web.models import AuditRecord
 
 
-class AuditAdmin(admin.ModelAdmin):
+class AuditAdmin(ReadOnlyAdmin):
     """Every operator action: who, when, what, before and after. Read-only."""
 
     list_display = ("at", "actor", "action", "target", "ip")
@@ -24,15 +24,6 @@ class AuditAdmin(admin.ModelAdmin):
     fields = ("at", "actor", "action", "target", "ip", "before_json", "after_json")
     readonly_fields = fields
     list_per_page = 100
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @label("before")
     def before_json(self, obj: Any) -> str:

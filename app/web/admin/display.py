@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from django.contrib import admin
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -45,3 +47,16 @@ def pre(value: Any) -> str:
         return "—"
     text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
     return html("<pre>{}</pre>", text)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin that shows rows and never adds, edits or deletes them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -26,7 +26,7 @@ from app.errors import ConveyorError, InvalidTransition, JobNameTaken, JobNotFou
 from app.jobs.models import JobStatus
 from app.jobs.service import JobService
 from app.web import audit
-from app.web.admin.display import STATES, html, html_rows, label, pre
+from app.web.admin.display import STATES, ReadOnlyAdmin, html, html_rows, label, pre
 from app.web.models import Job, JobEvent
 from config.settings import QUEUES
 
@@ -49,7 +49,7 @@ def choice_filter(
     return Filter
 
 
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     """The ledger, read-only: filters, the timeline, requeue and cancel."""
 
     change_form_template = "admin/web/job_change_form.html"
@@ -96,15 +96,6 @@ class JobAdmin(admin.ModelAdmin):
         "worker", "schedule", "created_at", "enqueued_at", "due_at", "started_at", "finished_at",
         "timeline", "error", "traceback_text", "payload_json", "metadata_json", "result_json",
     )  # fmt: skip
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def may_operate(self, request: HttpRequest) -> bool:
         """Requeue and cancel: the model's change permission (every superuser has it)."""
