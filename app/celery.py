@@ -6,6 +6,7 @@ set in :func:`celery_config`, each with the reason it is there.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
 from app.jobs import lifecycle
+from app.jobs.gate import gate
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.releaser import Releaser, hold_if_later
 from app.producer import check_registered, publishing
@@ -179,6 +181,10 @@ class ConveyorCelery(Celery):
         held = hold_if_later(self, name, args, kwargs, options)
         if held is not None:
             return held
+        # When it was sent: the worker's claim trusts the gate only for messages the
+        # gate has known all their life (see app.jobs.gate).
+        options["headers"] = {**(options.get("headers") or {}), lifecycle.SENT_HEADER: time.time()}
+        gate.ensure_epoch()
         token = lifecycle.publishing_conveyor.set(datetime.now(UTC))
         try:
             with publishing(self, name, args, kwargs):

@@ -119,3 +119,15 @@ class InvalidSchedule(ConveyorError, ValueError):
     def __init__(self, schedule: object, reason: str) -> None:
         self.schedule = schedule
         super().__init__(f"schedule {schedule!r} is invalid: {reason}")
+
+
+class GateUnavailable(ConveyorError, ConnectionError):
+    """The delivery gate's Redis did not answer, so a cancel or requeue cannot hold."""
+
+    def __init__(self, action: str, job_id: object, url: str, reason: object) -> None:
+        self.action = action
+        self.job_id = job_id
+        super().__init__(
+            f"cannot {action} job {job_id}: the delivery gate (Redis {url}) "
+            f"is unreachable: {reason}"
+        )

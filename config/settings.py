@@ -177,6 +177,9 @@ class LedgerSettings(BaseModel):
     retention_days: int = Field(default=30, ge=1)
     #: Days a failed or dead job is kept, for the post-mortem.
     failed_retention_days: int = Field(default=90, ge=1)
+    #: Seconds the delivery gate (Redis) remembers a job after its last delivery; a
+    #: duplicate published later is only refused if PostgreSQL is asked (redelivered).
+    gate_ttl_s: float = Field(default=86400, ge=3600)
     #: Largest encoded payload ``JobService.enqueue`` accepts, bytes.
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
 

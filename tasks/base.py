@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from app import deadletter
 from app.errors import TransientError
 from app.jobs import lifecycle
-from app.jobs.claim import Verdict, claims
+from app.jobs.claim import Claim, Verdict, claims
+from app.jobs.lifecycle import RECORDED_HEADER, SENT_HEADER
 from app.jobs.models import JobStatus
 from app.jobs.recorder import Transition
 from config.settings import get_settings
@@ -29,6 +30,9 @@ from config.settings import get_settings
 logger = logging.getLogger(__name__)
 
 _worker = get_settings().worker
+
+#: A delivery of a task without a hard time limit holds its job this long, seconds.
+LEASE_WITHOUT_LIMIT_S = 3600.0
 
 
 class ConveyorTask(Task):  # type: ignore[misc]
@@ -54,13 +58,31 @@ class ConveyorTask(Task):  # type: ignore[misc]
             return self.run(*args, **kwargs)
         attempt = int(request.retries or 0) + 1
         payload = {"args": list(args), "kwargs": dict(kwargs)}
-        queue = (request.delivery_info or {}).get("routing_key")
-        claim = claims.claim(request.id, self.name, queue, payload, attempt)
+        delivery = request.delivery_info or {}
+        sent = getattr(request, SENT_HEADER, None)
+        claim = claims.claim(
+            request.id,
+            self.name,
+            delivery.get("routing_key"),
+            payload,
+            attempt,
+            node=request.hostname,
+            lease_s=self._lease_s(),
+            sent_at=float(sent) if isinstance(sent, int | float) else None,
+            redelivered=bool(delivery.get("redelivered")),
+        )
         if claim.verdict is not Verdict.RUN:
-            self._refuse(claim.verdict, claim.status, claim.deliveries, attempt, args, kwargs)
+            self._refuse(claim, attempt, args, kwargs)
+            claims.release(request.id)  # a no-op unless the gate failed to take it
             raise Ignore()
-        lifecycle.record_running(self, request.id, args, kwargs)
+        lifecycle.record_running(self, request.id, args, kwargs, claim.deliveries or None)
         return super().__call__(*args, **kwargs)
+
+    def _lease_s(self) -> float:
+        """How long a delivery may hold its job: the hard time limit, and a minute."""
+        hard = (self.request.timelimit or (None, None))[0]
+        hard = hard or self.time_limit or self.app.conf.task_time_limit or LEASE_WITHOUT_LIMIT_S
+        return float(hard) + 60.0
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
         """Let go of the job before its next attempt is published, which may start at once."""
@@ -75,17 +97,14 @@ class ConveyorTask(Task):  # type: ignore[misc]
         """
         claims.finish(self.request.id, lifecycle.recorder())
 
-    def _refuse(
-        self,
-        verdict: Verdict,
-        status: str | None,
-        deliveries: int,
-        attempt: int,
-        args: Any,
-        kwargs: Any,
-    ) -> None:
-        """Record why a delivery did not run; dead-letter a job over its delivery cap."""
+    def _refuse(self, claim: Claim, attempt: int, args: Any, kwargs: Any) -> None:
+        """Record why a delivery did not run; dead-letter a job over its delivery cap.
+
+        A duplicate of a job another delivery holds is published again for later,
+        then acknowledged: should the holder be gone, the job still runs.
+        """
         request = self.request
+        verdict, status, deliveries = claim.verdict, claim.status, claim.deliveries
         if verdict is Verdict.OVER_CAP:
             reason = (
                 f"delivered {deliveries} times for attempt {attempt}: over the cap of "
@@ -94,21 +113,34 @@ class ConveyorTask(Task):  # type: ignore[misc]
             self._dead_letter(request.id, args, kwargs, f"DeliveryCapExceeded: {reason}", None)
             to_status, detail = JobStatus.DEAD, reason
         elif verdict is Verdict.BUSY:
-            to_status, detail = JobStatus.RUNNING, "duplicate delivery while running: acknowledged"
+            self.signature_from_request(
+                request,
+                args,
+                kwargs,
+                countdown=claim.retry_after_s,
+                headers={RECORDED_HEADER: True},
+            ).apply_async()
+            to_status = JobStatus.RUNNING
+            detail = (
+                "duplicate delivery while another holds the job: acknowledged, "
+                f"delivered again in {claim.retry_after_s:.0f} s"
+            )
         else:
             to_status, detail = str(status), "redelivered after it finished: acknowledged, not run"
         logger.warning("%s[%s] not run: %s", self.name, request.id, detail)
-        lifecycle.recorder().record(
-            Transition(
-                job_id=request.id,
-                to_status=to_status,
-                from_status=status,
-                attempt=attempt,
-                worker=request.hostname,
-                detail=detail,
-                job={"last_error": detail} if verdict is Verdict.OVER_CAP else {},
-            )
+        transition = Transition(
+            job_id=request.id,
+            to_status=to_status,
+            from_status=status,
+            attempt=attempt,
+            worker=request.hostname,
+            detail=detail,
+            job={"last_error": detail} if verdict is Verdict.OVER_CAP else {},
         )
+        if verdict is Verdict.OVER_CAP:
+            lifecycle.settle(transition)  # still held: the gate records it dead
+        else:
+            lifecycle.recorder().record(transition)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

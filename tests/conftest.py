@@ -44,6 +44,8 @@ def _setup() -> None:
     os.environ["CONVEYOR_PROFILE"] = "test"
     os.environ["CONVEYOR_DATABASE__URL"] = admin.rsplit("/", 1)[0] + f"/{_database}"
     os.environ["CONVEYOR_BROKER__URL"] = f"{_services.redis_base_url}/{TEST_REDIS_DB}"
+    # Caches and the delivery gate stay here whichever broker a test points at.
+    os.environ["CONVEYOR_CACHE__URL"] = f"{_services.redis_base_url}/{TEST_REDIS_DB}"
     os.environ["CONVEYOR_EMBEDDED__DATA_DIR"] = str(ROOT / "var" / "test-run")
     from config.settings import get_settings
 

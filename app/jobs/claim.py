@@ -1,30 +1,57 @@
 """The claim a worker makes before it runs a delivery: once, alone, within the cap.
 
-One round trip per delivery, on a connection each pool process keeps:
+One round trip per delivery, and one when the attempt ends, on the delivery gate
+(:mod:`app.jobs.gate`, Redis):
 
-* a job already finished (completed, cancelled, dead) is acknowledged, not run;
-* a job another delivery is running right now (session advisory lock) is not run twice;
-* a job delivered more than ``max_redeliveries`` times beyond one per attempt is dead.
+* a job already finished (completed, failed, cancelled, dead) is acknowledged, not run;
+* a job another delivery holds right now is not run twice: the duplicate comes back
+  later, unless its holder is a process known to be gone, whose lock is taken over;
+* a job delivered more than ``max_redeliveries`` times beyond one per attempt is dead;
+* the attempt's outcome is in the gate before the message is acknowledged, so a
+  worker that dies before its batch reaches PostgreSQL loses nothing.
 
-The lock is released when the attempt ends, or by PostgreSQL when the process dies.
-When PostgreSQL is unreachable the claim fails open: the job runs, as plain Celery would.
+A delivery the gate may have forgotten (see the gate's ``since``) is also checked
+in PostgreSQL. When the gate is unreachable, claims are made in PostgreSQL, with a
+session advisory lock that ends with the process; when PostgreSQL is unreachable
+too, the claim fails open: the job runs, as plain Celery would.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import psycopg
+import redis
 from psycopg.types.json import Jsonb
 
+from app.jobs.gate import Holder, gate
 from app.jobs.models import FINISHED
+from app.jobs.recorder import Transition
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
+
+#: Seconds claims go to PostgreSQL after the gate failed, before it is tried again.
+GATE_RETRY_S = 5.0
+#: Longest a duplicate of a running job waits before it is delivered again, seconds.
+BUSY_RETRY_MAX_S = 30.0
+#: A message published within this many seconds of the gate's key lifetime is trusted.
+TTL_MARGIN_S = 60.0
+
+#: How a held job was claimed.
+GATE, LEDGER = "gate", "ledger"
+
+SILENT = """
+SELECT coalesce(bool_and(last_seen < now() - make_interval(secs => %s)), true)
+FROM workers WHERE hostname = %s
+"""
+LEDGER_ROW = "SELECT status, deliveries FROM jobs WHERE id = %s"
 
 CLAIM = """
 WITH prev AS (
@@ -59,19 +86,35 @@ class Claim:
     verdict: Verdict
     status: str | None = None
     deliveries: int = 0
+    #: For BUSY: when to deliver the duplicate again, seconds.
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A job this process holds: how it was claimed, by whom, since when."""
+
+    how: str
+    holder: Holder
+    since: datetime
 
 
 class Claims:
-    """Claims made by this process, on its own connection."""
+    """Claims made by this process: on the gate, or on its own PostgreSQL connection."""
 
     def __init__(self) -> None:
         self._conn: psycopg.Connection | None = None
         self._pid = os.getpid()
-        self._held: set[str] = set()
+        self._held: dict[str, Hold] = {}
+        self._gate_down_until = 0.0
+
+    def _forked(self) -> None:
+        if self._pid != os.getpid():  # forked: never share the parent's socket or holds
+            self._conn, self._pid, self._held = None, os.getpid(), {}
+            self._gate_down_until = 0.0
 
     def _connection(self) -> psycopg.Connection:
-        if self._pid != os.getpid():  # forked: never share the parent's socket
-            self._conn, self._pid, self._held = None, os.getpid(), set()
+        self._forked()
         if self._conn is None or self._conn.closed:
             dsn = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
             self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=3)
@@ -80,10 +123,132 @@ class Claims:
             self._conn.execute("SET synchronous_commit = off")
         return self._conn
 
+    def close(self) -> None:
+        """Close this process's PostgreSQL connection (holds made on it end)."""
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+        self._held = {k: v for k, v in self._held.items() if v.how != LEDGER}
+
+    def holds(self, job_id: str) -> bool:
+        """True while this process holds ``job_id``."""
+        self._forked()
+        return job_id in self._held
+
     def claim(
-        self, job_id: str, handler: str, queue: str | None, payload: dict[str, Any], attempt: int
+        self,
+        job_id: str,
+        handler: str,
+        queue: str | None,
+        payload: dict[str, Any],
+        attempt: int,
+        *,
+        node: str | None = None,
+        lease_s: float = 3660.0,
+        sent_at: float | None = None,
+        redelivered: bool = False,
     ) -> Claim:
-        """Count this delivery and decide whether it runs."""
+        """Count this delivery and decide whether it runs.
+
+        ``node`` is the worker's name, ``lease_s`` how long the job may run (its hard
+        time limit and a margin), ``sent_at`` when its message was published (epoch
+        seconds, None if unknown) and ``redelivered`` what the broker says.
+        """
+        self._forked()
+        if time.monotonic() >= self._gate_down_until:
+            try:
+                return self._claim_on_gate(
+                    job_id, attempt, Holder.me(node), lease_s, sent_at, redelivered
+                )
+            except redis.RedisError as exc:
+                self._gate_down_until = time.monotonic() + GATE_RETRY_S
+                logger.warning("delivery gate unreachable (%s): claiming in PostgreSQL", exc)
+        return self._claim_in_ledger(job_id, handler, queue, payload, attempt, node)
+
+    def _claim_on_gate(
+        self,
+        job_id: str,
+        attempt: int,
+        me: Holder,
+        lease_s: float,
+        sent_at: float | None,
+        redelivered: bool,
+    ) -> Claim:
+        said = gate.claim(job_id, me, lease_s)
+        if said.verdict == "finished":
+            return Claim(Verdict.FINISHED, said.status, said.deliveries)
+        deliveries = said.deliveries
+        if said.verdict == "busy":
+            stale = said.holder
+            if stale is None or not self._gone(stale, me):
+                wait_s = min(max(said.lease_left_s, 1.0), BUSY_RETRY_MAX_S)
+                return Claim(Verdict.BUSY, retry_after_s=wait_s)
+            deliveries = gate.steal(job_id, stale, me, lease_s)
+            if not deliveries:
+                return Claim(Verdict.BUSY, retry_after_s=1.0)
+            logger.warning("%s: took the job over from %s, which is gone", job_id, stale)
+        self._held[job_id] = Hold(GATE, me, datetime.now(UTC))
+        trusted = deliveries > 1 or (
+            not redelivered
+            and sent_at is not None
+            and sent_at >= said.since
+            and sent_at >= time.time() - gate.ttl_s() + TTL_MARGIN_S
+        )
+        if not trusted:
+            known = self._ledger_row(job_id)
+            if known is not None:
+                status, counted = known
+                if status in FINISHED:
+                    self._held.pop(job_id, None)
+                    gate.mark(job_id, status)
+                    gate.release(job_id, me)
+                    return Claim(Verdict.FINISHED, status, counted)
+                if counted + 1 > deliveries:
+                    deliveries = counted + 1
+                    gate.set_deliveries(job_id, deliveries)
+        if deliveries - attempt > get_settings().ledger.max_redeliveries:
+            return Claim(Verdict.OVER_CAP, None, deliveries)  # held: settle() records it dead
+        return Claim(Verdict.RUN, None, deliveries)
+
+    def _gone(self, holder: Holder, me: Holder) -> bool:
+        """True when ``holder`` can no longer be running the job."""
+        if holder.host == me.host and holder.pid == me.pid:
+            return True  # this process, which runs one delivery at a time: this one
+        if holder.dead_here():
+            return True
+        if holder.host == me.host:
+            return False
+        try:  # another machine: gone when its worker stopped heartbeating
+            row = (
+                self._connection()
+                .execute(SILENT, (get_settings().ledger.recovery_after_s, holder.node))
+                .fetchone()
+            )
+        except psycopg.Error:
+            self._conn = None
+            return False
+        return bool(row and row[0])
+
+    def _ledger_row(self, job_id: str) -> tuple[str, int] | None:
+        """``(status, deliveries)`` of ``job_id`` in PostgreSQL, or None (absent, unreachable)."""
+        try:
+            row = self._connection().execute(LEDGER_ROW, (job_id,)).fetchone()
+        except psycopg.Error as exc:
+            logger.warning("ledger check of %s failed (%s): trusting the gate", job_id, exc)
+            self._conn = None
+            return None
+        return (str(row[0]), int(row[1])) if row else None
+
+    def _claim_in_ledger(
+        self,
+        job_id: str,
+        handler: str,
+        queue: str | None,
+        payload: dict[str, Any],
+        attempt: int,
+        node: str | None,
+    ) -> Claim:
+        """The claim when the gate is away: PostgreSQL's count and advisory lock."""
         try:
             row = (
                 self._connection()
@@ -101,54 +266,101 @@ class Claims:
         except psycopg.Error as exc:
             logger.warning("claim of %s failed open (%s): running it unchecked", job_id, exc)
             self._conn = None
-            self._held.clear()  # a lost session holds no locks
+            self._held = {k: v for k, v in self._held.items() if v.how != LEDGER}
             return Claim(Verdict.RUN)
         assert row is not None
         status, deliveries, locked = row
+        hold = Hold(LEDGER, Holder.me(node), datetime.now(UTC))
         if status in FINISHED:
             if locked:
-                self._held.add(job_id)
+                self._held[job_id] = hold
                 self.release(job_id)
             return Claim(Verdict.FINISHED, status, deliveries)
         if not locked:
-            return Claim(Verdict.BUSY, status, deliveries)
-        self._held.add(job_id)
+            return Claim(Verdict.BUSY, status, deliveries, retry_after_s=1.0)
+        self._held[job_id] = hold
         if deliveries - attempt > get_settings().ledger.max_redeliveries:
             self.release(job_id)
             return Claim(Verdict.OVER_CAP, status, deliveries)
         return Claim(Verdict.RUN, status, deliveries)
 
-    def finish(self, job_id: str, recorder: Any) -> None:
-        """Write what ``recorder`` buffered (this attempt's outcome), then release ``job_id``.
+    def settle(self, transition: Transition) -> None:
+        """The attempt of ``transition.job_id`` ended for good: tell the gate first.
 
-        Both on this process's claim connection, in one round trip, the unlock after
-        the write's commit. If the write fails, the recorder keeps the batch for its
-        own retries and the lock is released all the same (the outcome then reaches
-        the ledger later, as it would with plain Celery).
+        With the outcome in the gate (one round trip, which also lets go of the
+        job), the transition may wait for its batch: it is marked ``gated`` so the
+        recorder clears the gate's copy once PostgreSQL has it. A job claimed in
+        PostgreSQL, or a gate that fails now, is left to :meth:`finish`.
         """
-        conn = self._conn if job_id in self._held and self._pid == os.getpid() else None
+        hold = self._held.get(transition.job_id) if self._pid == os.getpid() else None
+        if hold is None:
+            # Ended where no claim was made (a hard time limit, seen by the worker's
+            # main process): a later duplicate must still find it finished.
+            if transition.to_status in FINISHED:
+                try:
+                    gate.mark(transition.job_id, transition.to_status)
+                except redis.RedisError as exc:
+                    logger.warning("gate could not take %s's end (%s)", transition.job_id, exc)
+            return
+        if hold.how != GATE:
+            return
+        transition.job.setdefault("started_at", hold.since)
+        try:
+            gate.finish(transition.job_id, hold.holder, transition.to_status, transition.to_json())
+        except redis.RedisError as exc:
+            logger.warning("gate could not take %s's outcome (%s)", transition.job_id, exc)
+            return
+        transition.gated = True
+        self._held.pop(transition.job_id, None)
+
+    def finish(self, job_id: str, recorder: Any) -> None:
+        """Let go of ``job_id`` when the attempt ends; its outcome durable first.
+
+        After :meth:`settle` there is nothing left to do. Otherwise (claimed in
+        PostgreSQL, or the gate failed at the end) what ``recorder`` buffered is
+        written now, then the job is let go: on the claim connection, the unlock
+        after the write's commit, in one round trip. If the write fails, the
+        recorder keeps the batch for its own retries and the job is let go all the
+        same (the outcome then reaches the ledger later, as with plain Celery).
+        """
+        self._forked()
+        hold = self._held.get(job_id)
+        if hold is None:
+            return
+        if hold.how == GATE:
+            recorder.drain()
+            self.release(job_id)
+            return
+        conn = self._conn
         if conn is None or conn.closed:
             recorder.drain()
             self.release(job_id)
             return
         unlock = psycopg.ClientCursor(conn).mogrify(UNLOCK, (job_id,))
         if recorder.drain(conn, then=unlock):
-            self._held.discard(job_id)
+            self._held.pop(job_id, None)
         else:
             self.release(job_id)
 
     def release(self, job_id: str) -> None:
         """End this process's hold on ``job_id`` (a no-op when it holds none)."""
-        if job_id not in self._held:
+        self._forked()
+        hold = self._held.pop(job_id, None)
+        if hold is None:
             return
-        self._held.discard(job_id)
+        if hold.how == GATE:
+            try:
+                gate.release(job_id, hold.holder)
+            except redis.RedisError as exc:
+                logger.warning("could not release %s (%s); its lease ends it", job_id, exc)
+            return
         try:
             if self._conn is not None and not self._conn.closed:
                 self._conn.execute(UNLOCK, (job_id,))
         except psycopg.Error as exc:
             logger.warning("could not release %s (%s); the lock ends with the session", job_id, exc)
             self._conn = None
-            self._held.clear()
+            self._held = {k: v for k, v in self._held.items() if v.how != LEDGER}
 
 
 claims = Claims()

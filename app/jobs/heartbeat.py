@@ -4,8 +4,13 @@ Each worker's main process upserts its row in ``workers`` every
 ``ledger.heartbeat_interval_s``. A job still ``running`` on a worker not heard from
 for ``ledger.recovery_after_s`` is handed back to the releaser (released now, with
 an event saying why). Its first delivery can no longer run: the worker is gone,
-and with it the advisory lock of its claim; should the broker also redeliver the
-original message, the claim acknowledges whichever delivery comes second.
+and its hold on the job is taken over by the next delivery (see
+:mod:`app.jobs.claim`); should the broker also redeliver the original message,
+the claim acknowledges whichever delivery comes second.
+
+Outcomes a dead process left in the delivery gate are written first
+(:func:`reconcile`): by each worker for its own machine's processes, at every
+heartbeat, and by recovery for silent workers.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
+import redis
 from sqlalchemy import text
 
 from app.db import engine
+from app.jobs.gate import Holder, gate
+from app.jobs.recorder import Transition, write_adopted
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -53,13 +63,80 @@ RETURNING job_id
 """)
 
 
+#: Seconds an outcome of a dead process waits before this worker writes it.
+RECONCILE_AFTER_S = 1.0
+#: Seconds between a worker's looks for such outcomes.
+RECONCILE_INTERVAL_S = 1.0
+
+ALIVE = text("""
+SELECT hostname FROM workers WHERE last_seen >= now() - make_interval(secs => :after)
+""")
+
+
+def _adopted(job_id: str, outcome: dict[str, Any]) -> Transition | None:
+    if outcome.get("job_id"):
+        transition = Transition.from_json(outcome)
+    elif outcome.get("status"):  # the outcome itself expired: its status is left
+        transition = Transition(job_id=job_id, to_status=outcome["status"])
+    else:
+        return None
+    transition.detail = "; ".join(
+        filter(None, [transition.detail, "written by recovery: its worker process was gone"])
+    )
+    return transition
+
+
+def reconcile(gone: Callable[[Holder], bool], older_than_s: float) -> int:
+    """Write the outcomes of attempts whose worker process died before its batch did.
+
+    An outcome waits in the gate until PostgreSQL has it (see :mod:`app.jobs.gate`);
+    one older than ``older_than_s`` whose writer is ``gone`` is taken over and
+    written here, so the ledger shows how the job ended and recovery never runs an
+    acknowledged job again. Returns how many were written; never raises for Redis.
+    """
+    try:
+        waiting = gate.unflushed(older_than_s)
+        adopted: dict[str, dict[str, Any]] = {}
+        for job_id, writer in waiting:
+            if writer is not None and not gone(writer):
+                continue
+            outcome = gate.adopt(job_id)
+            if outcome is not None:
+                adopted[job_id] = outcome
+    except redis.RedisError as exc:
+        logger.warning("could not read the gate's outcomes: %s", exc)
+        return 0
+    batch = [t for job_id, o in adopted.items() if (t := _adopted(job_id, o)) is not None]
+    if batch:
+        dsn = get_settings().database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        try:
+            with psycopg.connect(dsn, connect_timeout=5) as conn:
+                write_adopted(conn, batch)
+        except psycopg.Error:
+            for job_id in adopted:
+                gate.give_back(job_id)
+            raise
+        logger.warning(
+            "wrote %d outcomes left by dead worker processes: %s",
+            len(batch),
+            [t.job_id for t in batch],
+        )
+    if adopted:
+        gate.flushed(adopted)
+    return len(batch)
+
+
 def recover_lost_jobs(after_s: float | None = None) -> list[Any]:
     """Hand back jobs left ``running`` by workers silent for ``after_s``; return their ids.
 
-    ``after_s`` defaults to ``ledger.recovery_after_s``.
+    ``after_s`` defaults to ``ledger.recovery_after_s``. Outcomes those workers left
+    in the gate are written first: those jobs ended, and are not handed back.
     """
     if after_s is None:
         after_s = get_settings().ledger.recovery_after_s
+    with engine().connect() as conn:
+        alive = set(conn.execute(ALIVE, {"after": after_s}).scalars())
+    reconcile(lambda writer: writer.node not in alive, after_s)
     with engine().begin() as conn:
         recovered = list(conn.execute(RECOVER, {"after": after_s}).scalars())
     if recovered:
@@ -93,8 +170,15 @@ class Heartbeat:
     def _run(self) -> None:
         failures = 0
         reachable_since = time.monotonic()
-        while not self._stop.wait(self.interval_s):
+        next_beat = time.monotonic() + self.interval_s
+        while not self._stop.wait(min(self.interval_s, RECONCILE_INTERVAL_S)):
             try:
+                # Outcomes of this machine's pool processes that died (killed by a
+                # task, the OOM killer, a hard time limit) before writing them.
+                reconcile(Holder.dead_here, RECONCILE_AFTER_S)
+                if time.monotonic() < next_beat:
+                    continue
+                next_beat = time.monotonic() + self.interval_s
                 self.beat()
                 if failures:
                     reachable_since = time.monotonic()
@@ -118,7 +202,15 @@ class Heartbeat:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating (the row stays; recovery waits for it to age)."""
+        """Stop beating (the row stays; recovery waits for it to age).
+
+        The pool has exited by now, having written its batches: what outcomes its
+        processes left in the gate are written here, not a recovery bound later.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        try:
+            reconcile(Holder.dead_here, 0)
+        except Exception as exc:
+            logger.warning("could not write the outcomes left by pool processes: %s", exc)

@@ -17,6 +17,8 @@ from typing import Any
 
 from celery import signals
 
+from app.jobs.claim import claims
+from app.jobs.gate import gate
 from app.jobs.models import JobStatus
 from app.jobs.recorder import Recorder, Transition
 from config.settings import get_settings
@@ -27,6 +29,8 @@ _recorder: Recorder | None = None
 
 #: Header of a message whose job the ledger already holds (JobService writes it first).
 RECORDED_HEADER = "conveyor_recorded"
+#: Header with the time (epoch seconds) a Conveyor producer published the message.
+SENT_HEADER = "conveyor_sent"
 
 #: When the current publish by a Conveyor app began (None outside one). Celery's signals
 #: are process-wide, and another Celery app in the same process (a benchmark's bare one)
@@ -50,6 +54,7 @@ def recorder() -> Recorder:
             batch_size=ledger.batch_size,
             max_buffer=ledger.max_buffer,
         )
+        _recorder.on_written = gate.flushed
     return _recorder
 
 
@@ -127,7 +132,9 @@ def on_prerun(
     record_running(task, task_id, args, kwargs)
 
 
-def record_running(task: Any, task_id: Any, args: Any, kwargs: Any) -> None:
+def record_running(
+    task: Any, task_id: Any, args: Any, kwargs: Any, deliveries: int | None = None
+) -> None:
     """Buffer the ``running`` transition of ``task``'s current attempt."""
     request = task.request
     retries = int(getattr(request, "retries", 0) or 0)
@@ -145,9 +152,16 @@ def record_running(task: Any, task_id: Any, args: Any, kwargs: Any) -> None:
                 "queue": _queue(request),
                 "payload": {"args": list(args or []), "kwargs": dict(kwargs or {})},
                 "started_at": now,
+                "deliveries": deliveries,
             },
         )
     )
+
+
+def settle(transition: Transition) -> None:
+    """Buffer the transition that ends an attempt, its outcome in the gate first."""
+    claims.settle(transition)
+    recorder().record(transition)
 
 
 @_never_raises
@@ -176,7 +190,7 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if not ours(sender):
         return
     request = sender.request
-    recorder().record(
+    settle(
         Transition(
             job_id=str(request.id),
             to_status=JobStatus.COMPLETED,
@@ -202,7 +216,7 @@ def on_failure(
     request = sender.request
     status = JobStatus.DEAD if getattr(sender, "dead_letters", False) else JobStatus.FAILED
     error = f"{type(exception).__name__}: {exception}"
-    recorder().record(
+    settle(
         Transition(
             job_id=str(task_id),
             to_status=status,

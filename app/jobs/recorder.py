@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,7 @@ JOB_FIELDS = (
     "schedule",
     "idempotency_key",
     "attempts",
+    "deliveries",
     "last_error",
     "traceback",
     "worker",
@@ -49,12 +50,12 @@ JOB_FIELDS = (
 UPSERT_HEAD = """
 INSERT INTO jobs AS j (
     id, handler, job_name, queue, payload, metadata, schedule, idempotency_key,
-    status, status_at, attempts, last_error, traceback, worker, result,
+    status, status_at, attempts, deliveries, last_error, traceback, worker, result,
     created_at, enqueued_at, due_at, started_at, finished_at
 ) VALUES """
 UPSERT_ROW = """(
     %(id)s, %(handler)s, %(job_name)s, %(queue)s, %(payload)s, %(metadata)s, %(schedule)s,
-    %(idempotency_key)s, %(status)s, %(status_at)s, %(attempts)s, %(last_error)s,
+    %(idempotency_key)s, %(status)s, %(status_at)s, %(attempts)s, %(deliveries)s, %(last_error)s,
     %(traceback)s, %(worker)s, %(result)s, %(status_at)s, %(enqueued_at)s, %(due_at)s,
     %(started_at)s, %(finished_at)s
 )"""
@@ -74,6 +75,7 @@ ON CONFLICT (id) DO UPDATE SET
         ELSE j.status END,
     status_at = greatest(j.status_at, EXCLUDED.status_at),
     attempts = greatest(j.attempts, EXCLUDED.attempts),
+    deliveries = greatest(j.deliveries, EXCLUDED.deliveries),
     last_error = coalesce(EXCLUDED.last_error, j.last_error),
     traceback = coalesce(EXCLUDED.traceback, j.traceback),
     worker = coalesce(EXCLUDED.worker, j.worker),
@@ -86,6 +88,20 @@ ON CONFLICT (id) DO UPDATE SET
                        ELSE j.finished_at END
 """
 UPSERT = UPSERT_HEAD + UPSERT_ROW + UPSERT_TAIL
+
+#: Job fields that hold times.
+TIMES = ("enqueued_at", "due_at", "started_at", "finished_at")
+
+#: An event written only if its job has none like it (an outcome written twice).
+EVENT_IF_NEW = """
+INSERT INTO job_events (job_id, from_status, to_status, at, attempt, worker, detail)
+SELECT %(id)s::uuid, %(from)s::text, %(to)s::text, %(at)s::timestamptz, %(attempt)s::int,
+       %(worker)s::text, %(detail)s::text
+WHERE NOT EXISTS (
+    SELECT 1 FROM job_events
+    WHERE job_id = %(id)s::uuid AND to_status = %(to)s::text AND attempt = %(attempt)s::int
+)
+"""
 
 
 @dataclass(slots=True)
@@ -100,6 +116,42 @@ class Transition:
     worker: str | None = None
     detail: str | None = None
     job: dict[str, Any] = field(default_factory=dict)
+    #: Its outcome is in the delivery gate too, until this transition is written.
+    gated: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """This transition as JSON-ready data (times as ISO 8601)."""
+        return {
+            "job_id": self.job_id,
+            "to_status": self.to_status,
+            "from_status": self.from_status,
+            "at": self.at.isoformat(),
+            "attempt": self.attempt,
+            "worker": self.worker,
+            "detail": self.detail,
+            "job": {
+                name: value.isoformat() if isinstance(value, datetime) else value
+                for name, value in self.job.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Transition:
+        """The transition :meth:`to_json` gave."""
+        job = dict(data.get("job") or {})
+        for name in TIMES:
+            if isinstance(job.get(name), str):
+                job[name] = datetime.fromisoformat(job[name])
+        return cls(
+            job_id=str(data["job_id"]),
+            to_status=str(data["to_status"]),
+            from_status=data.get("from_status"),
+            at=datetime.fromisoformat(data["at"]),
+            attempt=int(data.get("attempt") or 0),
+            worker=data.get("worker"),
+            detail=data.get("detail"),
+            job=job,
+        )
 
 
 def fold(transitions: Iterable[Transition]) -> list[dict[str, Any]]:
@@ -116,6 +168,7 @@ def fold(transitions: Iterable[Transition]) -> list[dict[str, Any]]:
                 "payload": {},
                 "metadata": {},
                 "attempts": 0,
+                "deliveries": 0,
             },
         )
         for name, value in transition.job.items():
@@ -150,6 +203,8 @@ class Recorder:
         self.flush_interval_s = flush_interval_s
         self.batch_size = batch_size
         self.max_buffer = max_buffer
+        #: Called with the ids of ``gated`` transitions once they are written.
+        self.on_written: Callable[[set[str]], None] | None = None
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
         atexit.register(self.close)
@@ -212,14 +267,15 @@ class Recorder:
             try:
                 if conn is not None:
                     self._write_pipelined(conn, batch, then)
-                    return True
-                self._write(batch)
+                else:
+                    self._write(batch)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._retry_later(batch, exc)
                 return False
             except Exception:
                 self._write_one_by_one(batch)
                 return not then
+        self._written(batch)
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -254,6 +310,7 @@ class Recorder:
                 try:
                     with self._write_lock:
                         self._write(batch)
+                    self._written(batch)
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                     self._retry_later(batch, exc)  # the database is away: keep it all
                     backoff_s = min(5.0, max(0.5, backoff_s * 2))
@@ -267,6 +324,16 @@ class Recorder:
                         logger.info("ledger writes resumed after %d failures", self.failures)
                     self.failures = 0
                     backoff_s = 0.0
+
+    def _written(self, batch: list[Transition]) -> None:
+        """Tell the gate which of its outcomes PostgreSQL now has; never raises."""
+        ids = {t.job_id for t in batch if t.gated}
+        if not ids or self.on_written is None:
+            return
+        try:
+            self.on_written(ids)
+        except Exception as exc:  # they stay listed; only a duplicate event can come of it
+            logger.warning("could not clear %d written outcomes from the gate: %s", len(ids), exc)
 
     def _retry_later(self, batch: list[Transition], exc: Exception) -> None:
         self._put_back(batch)
@@ -282,6 +349,7 @@ class Recorder:
             try:
                 with self._write_lock:
                     self._write([transition])
+                self._written([transition])
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 self._put_back(batch[index:])
                 return
@@ -342,3 +410,28 @@ class Recorder:
                     copy.write_row(
                         (t.job_id, t.from_status, t.to_status, t.at, t.attempt, t.worker, t.detail)
                     )
+
+
+def write_adopted(conn: psycopg.Connection, batch: list[Transition]) -> None:
+    """Write outcomes taken over from a dead process, in one transaction.
+
+    Its own batch may have reached PostgreSQL before it died: the upsert is
+    idempotent, and an event is only added when its job has none like it.
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(UPSERT, fold(batch))
+        cur.executemany(
+            EVENT_IF_NEW,
+            [
+                {
+                    "id": t.job_id,
+                    "from": t.from_status,
+                    "to": t.to_status,
+                    "at": t.at,
+                    "attempt": t.attempt,
+                    "worker": t.worker,
+                    "detail": t.detail,
+                }
+                for t in batch
+            ],
+        )

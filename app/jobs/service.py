@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from kombu.utils import json as kombu_json
 from pydantic import ValidationError
 from sqlalchemy import Connection
@@ -15,16 +17,20 @@ from sqlalchemy.exc import IntegrityError
 from app.celery import app as default_app
 from app.errors import (
     BrokerUnavailable,
+    GateUnavailable,
     InvalidPayload,
     InvalidSchedule,
     JobNameTaken,
     PayloadTooLarge,
     UnknownHandler,
 )
+from app.jobs.gate import gate
 from app.jobs.lifecycle import RECORDED_HEADER
 from app.jobs.models import FINISHED, JobStatus
 from app.jobs.store import JobStore
-from config.settings import get_settings
+from config.settings import get_settings, mask_url
+
+logger = logging.getLogger(__name__)
 
 #: What ``enqueue`` accepts as a schedule.
 Schedule = str | datetime | timedelta | None
@@ -221,6 +227,7 @@ class JobService:
     def cancel(self, job_id: uuid.UUID | str, terminate: bool = False) -> None:
         """Cancel a job that has not run yet (it never will), or a running one if asked."""
         allowed = CANCELLABLE | ({JobStatus.RUNNING} if terminate else set())
+        self._reach_gate("cancel", job_id)
         before = self.store.transition(
             job_id,
             set(allowed),
@@ -230,8 +237,19 @@ class JobService:
             finished_at=datetime.now(UTC),
             release_at=None,
         )
+        try:  # a delivery already in the broker must find it cancelled
+            gate.mark(str(before["id"]), JobStatus.CANCELLED)
+        except redis.RedisError as exc:
+            raise GateUnavailable("cancel", job_id, mask_url(gate.url), exc) from exc
         if before["status"] == JobStatus.RUNNING:
             self.app.control.revoke(str(before["id"]), terminate=True, signal="SIGTERM")
+
+    @staticmethod
+    def _reach_gate(action: str, job_id: uuid.UUID | str) -> None:
+        try:
+            gate.client().ping()
+        except redis.RedisError as exc:
+            raise GateUnavailable(action, job_id, mask_url(gate.url), exc) from exc
 
     def update_schedule(self, job_id: uuid.UUID | str, schedule: Schedule) -> datetime:
         """Move a job that waits in PostgreSQL to a new due time; return it."""
@@ -251,12 +269,23 @@ class JobService:
     def delete(self, job_id: uuid.UUID | str) -> None:
         """Remove a finished job and its history (an unfinished one must be cancelled first)."""
         self.store.delete(job_id, finished=set(FINISHED))
+        try:
+            gate.forget(str(job_id))
+        except redis.RedisError as exc:  # its key expires on its own
+            logger.warning("gate could not forget deleted job %s: %s", job_id, exc)
 
     def requeue(self, job_id: uuid.UUID | str) -> uuid.UUID:
         """Run a failed, dead or cancelled job again from its stored payload, same id.
 
         :class:`~app.errors.JobNameTaken` when another unfinished job holds its name.
         """
+        if self.store.get(job_id)["status"] in REQUEUEABLE:
+            # The gate remembers how the job ended: forget it, or the new message is
+            # acknowledged as a duplicate of a finished job.
+            try:
+                gate.forget(str(job_id))
+            except redis.RedisError as exc:
+                raise GateUnavailable("requeue", job_id, mask_url(gate.url), exc) from exc
         try:
             job = self.store.transition(
                 job_id,

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from celery import chain, group
 
-from app.errors import InvalidPayload, PayloadTooLarge, UnknownHandler
+from app.errors import InvalidPayload, JobNotFound, PayloadTooLarge, UnknownHandler
 from app.jobs import lifecycle
 from app.jobs.service import JobService
 from tests.acceptance import probe_tasks
@@ -18,9 +18,12 @@ from tests.conftest import Broker
 pytestmark = pytest.mark.acceptance
 
 
-def status_of(service: JobService, job_id: uuid.UUID | str) -> str:
-    """The job's status in the ledger."""
-    return str(service.get(job_id)["status"])
+def status_of(service: JobService, job_id: uuid.UUID | str) -> str | None:
+    """The job's status in the ledger; None until its first batch is written."""
+    try:
+        return str(service.get(job_id)["status"])
+    except JobNotFound:
+        return None
 
 
 def settled(
@@ -185,7 +188,7 @@ def test_canvas_members_are_in_the_ledger_too(broker: Broker, effects: Effects) 
         first = result.parent.id if result.parent is not None else None
         members = [first, *(child.id for child in result.results)]
         wait_for(
-            lambda: all(service.get(member)["status"] == "completed" for member in members),
+            lambda: all(status_of(service, member) == "completed" for member in members),
             10,
             "the ledger to show every member completed",
         )

@@ -1,0 +1,344 @@
+"""The delivery gate: each delivery's claim and each attempt's outcome, in Redis.
+
+A worker asks the gate before it runs a delivery and tells it when the attempt
+ended, one Redis round trip each; PostgreSQL only receives the attempt's
+transitions later, in batches (:mod:`app.jobs.recorder`). Per job, under
+``conveyor:gate:<id>``:
+
+* a hash: ``d`` deliveries that got the lock, ``s`` the final status once the job
+  ended (or was cancelled), ``o`` the outcome as JSON until PostgreSQL has it, ``w``
+  who wrote that outcome (``node|host|pid``); it expires ``ledger.gate_ttl_s``
+  after the last delivery;
+* ``…:lock``: the holder of the delivery running now, with a lease of the task's
+  hard time limit plus a minute.
+
+``conveyor:gate:unflushed`` (a sorted set) lists the outcomes PostgreSQL does not
+have yet. A live process writes its own; :func:`app.jobs.heartbeat.reconcile`
+writes those of a process that died first, so an acknowledged job is never
+taken for lost and run again.
+
+``conveyor:gate:since`` is when this Redis began remembering (set once, from the
+server's clock). A delivery the gate sees first, of a message published before
+that or more than the key lifetime ago, or marked redelivered, is checked in
+PostgreSQL as well: the gate may have forgotten it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from config.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "conveyor:gate:"
+SINCE = PREFIX + "since"
+UNFLUSHED = PREFIX + "unflushed"
+#: Seconds between a producer's attempts to reach an unreachable gate.
+EPOCH_RETRY_S = 30.0
+
+#: KEYS: hash, lock, since. ARGV: holder, lease ms, key ttl s.
+#: Returns {verdict, status or holder, deliveries or lease left ms, since}.
+CLAIM = """
+local since = redis.call('GET', KEYS[3])
+if not since then
+    since = redis.call('TIME')[1]
+    redis.call('SET', KEYS[3], since)
+end
+local status = redis.call('HGET', KEYS[1], 's')
+if status then
+    return {'finished', status, tonumber(redis.call('HGET', KEYS[1], 'd') or '0'), since}
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    return {'busy', redis.call('GET', KEYS[2]) or '', redis.call('PTTL', KEYS[2]), since}
+end
+local d = redis.call('HINCRBY', KEYS[1], 'd', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {'locked', '', d, since}
+"""
+
+#: KEYS: hash, lock. ARGV: stale holder, new holder, lease ms, key ttl s. Deliveries, or 0.
+STEAL = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+local d = redis.call('HINCRBY', KEYS[1], 'd', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return d
+"""
+
+#: KEYS: hash, lock, unflushed. ARGV: holder, status, outcome JSON, now, key ttl s, job id.
+FINISH = """
+redis.call('HSET', KEYS[1], 's', ARGV[2], 'o', ARGV[3], 'w', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+#: KEYS: lock. ARGV: holder.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def job_key(job_id: str) -> str:
+    """The hash of ``job_id``."""
+    return f"{PREFIX}{job_id}"
+
+
+def lock_key(job_id: str) -> str:
+    """The lock of ``job_id``'s running delivery."""
+    return f"{PREFIX}{job_id}:lock"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock or wrote an outcome: a worker node, its machine, its process."""
+
+    node: str
+    host: str
+    pid: int
+
+    def __str__(self) -> str:
+        return f"{self.node}|{self.host}|{self.pid}"
+
+    @classmethod
+    def parse(cls, text: str) -> Holder | None:
+        """The holder ``text`` names, or None when it names none."""
+        node, _, rest = text.partition("|")
+        host, _, pid = rest.partition("|")
+        return cls(node, host, int(pid)) if pid.isdigit() else None
+
+    @classmethod
+    def me(cls, node: str | None) -> Holder:
+        """This process, on worker ``node``."""
+        return cls(node or socket.gethostname(), socket.gethostname(), os.getpid())
+
+    def dead_here(self) -> bool:
+        """True when this is a process of this machine that has exited.
+
+        A zombie counts as exited: the pool processes of a killed worker may wait
+        long for a parent to reap them.
+        """
+        if self.host != socket.gethostname() or self.pid == os.getpid():
+            return False
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii", errors="replace") as stat:
+                return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+        except (OSError, IndexError):  # no /proc: ask the kernel
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            return False
+
+
+@dataclass(frozen=True)
+class GateClaim:
+    """What the gate said about one delivery."""
+
+    #: ``locked`` (this delivery holds the job), ``finished`` or ``busy``.
+    verdict: str
+    status: str | None = None
+    deliveries: int = 0
+    holder: Holder | None = None
+    lease_left_s: float = 0.0
+    #: Since when (epoch seconds) the gate remembers.
+    since: float = 0.0
+
+
+class Gate:
+    """The gate on one Redis, with a client per process."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self._url = url
+        self._client: redis.Redis | None = None
+        self._pid = os.getpid()
+        self._scripts: dict[str, Any] = {}
+        self._epoch_set = False
+        self._epoch_tried = -EPOCH_RETRY_S
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The Redis it uses (``cache_url`` by default)."""
+        return self._url or get_settings().cache_url
+
+    def client(self) -> redis.Redis:
+        """This process's client (a forked child makes its own)."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = redis.Redis.from_url(
+                    self.url, socket_connect_timeout=2, socket_timeout=5
+                )
+                self._pid = os.getpid()
+                self._scripts = {
+                    name: self._client.register_script(source)
+                    for name, source in (
+                        ("claim", CLAIM),
+                        ("steal", STEAL),
+                        ("finish", FINISH),
+                        ("release", RELEASE),
+                    )
+                }
+            return self._client
+
+    def _script(self, name: str) -> Any:
+        self.client()
+        return self._scripts[name]
+
+    @staticmethod
+    def ttl_s() -> int:
+        """How long a job's hash outlives its last delivery."""
+        return int(get_settings().ledger.gate_ttl_s)
+
+    def ensure_epoch(self) -> None:
+        """Start the gate's memory now if it has none; never raises.
+
+        A producer calls this before it publishes (once per process, in effect), so
+        that messages published before any worker claimed are trusted. Should it
+        fail, those messages are only checked in PostgreSQL as well.
+        """
+        if self._epoch_set and self._pid == os.getpid():
+            return
+        if time.monotonic() - self._epoch_tried < EPOCH_RETRY_S and self._pid == os.getpid():
+            return
+        self._epoch_tried = time.monotonic()
+        try:
+            client = self.client()
+            client.set(SINCE, int(client.time()[0]), nx=True)
+        except redis.RedisError as exc:
+            logger.warning("delivery gate unreachable (%s); workers check PostgreSQL", exc)
+            return
+        self._epoch_set = True
+
+    def claim(self, job_id: str, holder: Holder, lease_s: float) -> GateClaim:
+        """Take ``job_id`` for one delivery unless it ended or another delivery holds it."""
+        verdict, text, number, since = self._script("claim")(
+            keys=[job_key(job_id), lock_key(job_id), SINCE],
+            args=[str(holder), int(lease_s * 1000), self.ttl_s()],
+        )
+        verdict, text = verdict.decode(), text.decode()
+        if verdict == "finished":
+            return GateClaim("finished", status=text, deliveries=int(number), since=float(since))
+        if verdict == "busy":
+            return GateClaim(
+                "busy",
+                holder=Holder.parse(text),
+                lease_left_s=max(0, int(number)) / 1000,
+                since=float(since),
+            )
+        return GateClaim("locked", deliveries=int(number), since=float(since))
+
+    def steal(self, job_id: str, stale: Holder, holder: Holder, lease_s: float) -> int:
+        """Take the lock from ``stale`` (dead); the deliveries now, or 0 if it moved on."""
+        return int(
+            self._script("steal")(
+                keys=[job_key(job_id), lock_key(job_id)],
+                args=[str(stale), str(holder), int(lease_s * 1000), self.ttl_s()],
+            )
+        )
+
+    def set_deliveries(self, job_id: str, deliveries: int) -> None:
+        """Correct the delivery count from PostgreSQL's (the gate had forgotten the job)."""
+        self.client().hset(job_key(job_id), "d", deliveries)
+
+    def finish(
+        self, job_id: str, holder: Holder, status: str, outcome: dict[str, Any] | None
+    ) -> None:
+        """Record that ``job_id`` ended with ``status`` and let go of it, in one round trip."""
+        self._script("finish")(
+            keys=[job_key(job_id), lock_key(job_id), UNFLUSHED],
+            args=[
+                str(holder),
+                status,
+                json.dumps(outcome or {}, default=str),
+                time.time(),
+                self.ttl_s(),
+                job_id,
+            ],
+        )
+
+    def release(self, job_id: str, holder: Holder) -> None:
+        """Let go of ``job_id`` without ending it (a retry is coming)."""
+        self._script("release")(keys=[lock_key(job_id)], args=[str(holder)])
+
+    def flushed(self, job_ids: Iterable[str]) -> None:
+        """PostgreSQL has these outcomes now: drop them from the gate (keep the status)."""
+        ids = list(job_ids)
+        if not ids:
+            return
+        pipe = self.client().pipeline(transaction=False)
+        pipe.zrem(UNFLUSHED, *ids)
+        for job_id in ids:
+            pipe.hdel(job_key(job_id), "o", "w")
+        pipe.execute()
+
+    def mark(self, job_id: str, status: str) -> None:
+        """Say ``job_id`` ended (cancelled) before any delivery ran it."""
+        pipe = self.client().pipeline(transaction=True)
+        pipe.hset(job_key(job_id), "s", status)
+        pipe.expire(job_key(job_id), self.ttl_s())
+        pipe.execute()
+
+    def forget(self, job_id: str) -> None:
+        """Forget ``job_id`` entirely (requeued or deleted: it starts afresh)."""
+        self.client().delete(job_key(job_id), lock_key(job_id))
+        self.client().zrem(UNFLUSHED, job_id)
+
+    def unflushed(self, older_than_s: float, limit: int = 500) -> list[tuple[str, Holder | None]]:
+        """Outcomes waiting for PostgreSQL longer than ``older_than_s``, with their writers."""
+        client = self.client()
+        ids = [
+            _text(raw)
+            for raw in client.zrangebyscore(
+                UNFLUSHED, "-inf", time.time() - older_than_s, start=0, num=limit
+            )
+        ]
+        if not ids:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(job_key(job_id), "w")
+        writers = pipe.execute()
+        return [
+            (job_id, Holder.parse(raw.decode()) if raw else None)
+            for job_id, raw in zip(ids, writers, strict=True)
+        ]
+
+    def adopt(self, job_id: str) -> dict[str, Any] | None:
+        """Take ``job_id``'s outcome over from its dead writer; None if another did."""
+        client = self.client()
+        if not client.zrem(UNFLUSHED, job_id):
+            return None
+        raw, status = client.hmget(job_key(job_id), ["o", "s"])
+        outcome: dict[str, Any] = json.loads(raw) if raw else {}
+        if status and "status" not in outcome:
+            outcome["status"] = _text(status)
+        return outcome
+
+    def give_back(self, job_id: str) -> None:
+        """Put an adopted outcome back for a later try (PostgreSQL refused it)."""
+        self.client().zadd(UNFLUSHED, {job_id: time.time()})
+
+
+gate = Gate()

@@ -1,0 +1,195 @@
+"""The delivery gate on the suite's Redis, and the claims made on it, against the real ledger."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from app.db import engine
+from app.jobs.claim import Claims, Verdict
+from app.jobs.gate import UNFLUSHED, Holder, gate, job_key, lock_key
+from app.jobs.heartbeat import reconcile
+from app.jobs.recorder import Transition
+
+PAYLOAD = {"args": [], "kwargs": {}}
+
+
+@pytest.fixture(autouse=True)
+def empty_ledger() -> Iterator[None]:
+    """An empty ledger, and no outcome left waiting in the gate."""
+    with engine().begin() as conn:
+        conn.execute(text("TRUNCATE jobs, job_events, workers"))
+    gate.client().delete(UNFLUSHED)
+    yield
+    gate.client().delete(UNFLUSHED)
+
+
+@pytest.fixture
+def make_claims() -> Iterator[Callable[[], Claims]]:
+    """Claims as separate processes would make them, each closed afterwards."""
+    made: list[Claims] = []
+
+    def make() -> Claims:
+        made.append(Claims())
+        return made[-1]
+
+    yield make
+    for claims in made:
+        claims.close()
+
+
+def dead_pid() -> int:
+    """The pid of a process of this machine that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def claim(claims: Claims, job: str, *, attempt: int = 1, **kwargs: object) -> Verdict:
+    kwargs.setdefault("sent_at", time.time())
+    return claims.claim(job, "probe.record", "default", PAYLOAD, attempt, **kwargs).verdict  # type: ignore[arg-type]
+
+
+def ledger_row(job: str) -> dict[str, object] | None:
+    with engine().connect() as conn:
+        row = conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job}).mappings()
+        found = row.first()
+    return dict(found) if found else None
+
+
+def events(job: str) -> list[tuple[str, str | None]]:
+    with engine().connect() as conn:
+        rows = conn.execute(
+            text("SELECT to_status, detail FROM job_events WHERE job_id = :id ORDER BY at, id"),
+            {"id": job},
+        )
+        return [(row.to_status, row.detail) for row in rows]
+
+
+def test_one_delivery_holds_a_job_and_its_outcome_ends_it_for_every_later_one(
+    make_claims: Callable[[], Claims],
+) -> None:
+    first, second, job = make_claims(), make_claims(), job_id()
+    assert claim(first, job, node="w1") is Verdict.RUN
+    # Another live process of this machine: its duplicate waits instead of running.
+    other = Holder("w2", Holder.me(None).host, 1)  # pid 1 is alive everywhere
+    said = gate.claim(job, other, 60)
+    assert said.verdict == "busy" and said.holder == Holder.me("w1")
+    assert 0 < said.lease_left_s <= 3660
+
+    done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
+    first.settle(done)
+    assert done.gated and not first.holds(job)
+    assert gate.client().get(lock_key(job)) is None, "the outcome let go of the job"
+    assert gate.client().zscore(UNFLUSHED, job) is not None, "waiting for PostgreSQL"
+
+    assert claim(second, job, node="w2") is Verdict.FINISHED
+    gate.flushed([job])
+    assert gate.client().zscore(UNFLUSHED, job) is None
+    assert gate.client().hget(job_key(job), "o") is None
+    assert gate.client().hget(job_key(job), "s") == b"completed", "the status stays"
+
+
+def test_a_lock_left_by_a_dead_process_of_this_machine_is_taken_over(
+    make_claims: Callable[[], Claims],
+) -> None:
+    job = job_id()
+    ghost = Holder("ghost", Holder.me(None).host, dead_pid())
+    assert gate.claim(job, ghost, 3600).verdict == "locked"
+    claims = make_claims()
+    assert claim(claims, job, node="w1") is Verdict.RUN
+    assert gate.client().get(lock_key(job)) == str(Holder.me("w1")).encode()
+    assert gate.client().hget(job_key(job), "d") == b"2", "both deliveries counted"
+    claims.release(job)
+
+
+def test_deliveries_over_the_cap_are_refused_and_each_attempt_may_be_delivered_anew(
+    monkeypatch: pytest.MonkeyPatch, make_claims: Callable[[], Claims]
+) -> None:
+    monkeypatch.setenv("CONVEYOR_LEDGER__MAX_REDELIVERIES", "1")
+    from config.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        claims, job = make_claims(), job_id()
+        assert claim(claims, job) is Verdict.RUN
+        claims.release(job)
+        assert claim(claims, job) is Verdict.RUN, "one redelivery is allowed"
+        claims.release(job)
+        assert claim(claims, job) is Verdict.OVER_CAP
+        claims.release(job)
+        assert claim(claims, job, attempt=3) is Verdict.RUN, "a retry is a new attempt"
+        claims.release(job)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_a_delivery_the_gate_may_have_forgotten_is_checked_in_the_ledger(
+    make_claims: Callable[[], Claims],
+) -> None:
+    claims, job = make_claims(), job_id()
+    with engine().begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, handler, queue, status, status_at, deliveries, created_at) "
+                "VALUES (:id, 'probe.record', 'default', 'completed', now(), 1, now())"
+            ),
+            {"id": job},
+        )
+    # Redelivered, and unknown to the gate (as after Redis lost its data).
+    assert claim(claims, job, redelivered=True) is Verdict.FINISHED
+    assert gate.client().hget(job_key(job), "s") == b"completed"
+    assert gate.client().get(lock_key(job)) is None
+    # A message older than the gate's memory is checked too.
+    other = job_id()
+    assert claim(claims, other, sent_at=time.time() - 10 * 86400) is Verdict.RUN
+    assert gate.client().hget(job_key(other), "d") == b"1"
+    claims.release(other)
+
+
+def test_outcomes_of_a_dead_process_are_written_once_by_reconcile() -> None:
+    job, ghost = job_id(), Holder("ghost", Holder.me(None).host, dead_pid())
+    assert gate.claim(job, ghost, 60).verdict == "locked"
+    finished = datetime.now(UTC)
+    outcome = Transition(
+        job_id=job,
+        to_status="completed",
+        from_status="running",
+        attempt=1,
+        worker="ghost",
+        job={"result": {"rows": 3}, "finished_at": finished, "handler": "probe.record"},
+    )
+    gate.finish(job, ghost, "completed", outcome.to_json())
+    alive = Holder("alive", Holder.me(None).host, 1)
+    other = job_id()
+    gate.finish(other, alive, "completed", {**outcome.to_json(), "job_id": other})
+
+    assert reconcile(Holder.dead_here, 0) == 1, "only the dead process's outcome"
+    row = ledger_row(job)
+    assert row is not None
+    assert (row["status"], row["result"]) == ("completed", {"rows": 3})
+    assert row["finished_at"] == finished
+    assert [status for status, _ in events(job)] == ["completed"]
+    assert "its worker process was gone" in (events(job)[0][1] or "")
+    assert ledger_row(other) is None, "a live process writes its own"
+    assert gate.client().zscore(UNFLUSHED, job) is None
+    assert gate.client().zscore(UNFLUSHED, other) is not None
+
+    # Taken for lost again (say its writer's own batch had gone through): no second event.
+    gate.give_back(job)
+    again = {"job_id": job, "to_status": "completed", "at": finished.isoformat(), "attempt": 1}
+    gate.client().hset(job_key(job), "o", json.dumps(again))
+    assert reconcile(Holder.dead_here, 0) == 1
+    assert [status for status, _ in events(job)] == ["completed"]
