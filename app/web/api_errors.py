@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from app.errors import (
     BrokerUnavailable,
     ConveyorError,
+    GateUnavailable,
     InvalidPayload,
     InvalidSchedule,
     InvalidTransition,
@@ -113,6 +114,8 @@ def from_conveyor(exc: Exception, prefix: str = "payload", schedule: str = "sche
         return ApiError(409, "conflict", str(exc), "job_id")
     if isinstance(exc, BrokerUnavailable):
         return ApiError(503, "broker_unavailable", str(exc))
+    if isinstance(exc, GateUnavailable):
+        return ApiError(503, "gate_unavailable", str(exc))
     return ApiError(422, "invalid_value", str(exc))
 
 

@@ -246,7 +246,9 @@ def reschedule(request: HttpRequest, job_id: uuid.UUID, body: JobPatch) -> dict[
     return {**job_out(after), "events": service.history(job_id)}
 
 
-@router.delete("/jobs/{job_id}", response={200: JobDetail, **errors(404, 409)}, **needs("write"))
+@router.delete(
+    "/jobs/{job_id}", response={200: JobDetail, **errors(404, 409, 503)}, **needs("write")
+)
 def cancel(request: HttpRequest, job_id: uuid.UUID, terminate: bool = False) -> dict[str, Any]:
     """Cancel a job that has not run yet; ``terminate=true`` also stops a running one."""
     service = JobService()
