@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     top.add_argument("--broker", choices=("redis", "rabbitmq", "both"), default="both")
-    top.add_argument("--n", type=int, default=10_000, help="backlog tasks per trial")
+    top.add_argument("--n", type=int, default=20_000, help="backlog tasks per trial")
     top.add_argument("--runs", type=int, default=3, help="runs per variant; medians reported")
     top.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker")
     top.add_argument("--paced", type=int, default=500, help="tasks in the latency phase")
@@ -60,6 +60,8 @@ def trial(
         **os.environ,
         "CONVEYOR_BROKER__URL": broker.url,
         "CONVEYOR_DATABASE__URL": backing.database_url,
+        # Conveyor's delivery gate and caches (a Redis deployment may use its broker).
+        "CONVEYOR_CACHE__URL": backing.probe_url,
     }
     argv = [
         sys.executable,
