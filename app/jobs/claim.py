@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 GATE_RETRY_S = 5.0
 #: Longest a duplicate of a running job waits before it is delivered again, seconds.
 BUSY_RETRY_MAX_S = 30.0
-#: A message published within this many seconds of the gate's key lifetime is trusted.
+#: A message is trusted to the gate only if published this long within its key lifetime.
 TTL_MARGIN_S = 60.0
 
 #: How a held job was claimed.
@@ -276,8 +276,8 @@ class Claims:
                 self._held[job_id] = hold
                 self.release(job_id)
             return Claim(Verdict.FINISHED, status, deliveries)
-        if not locked:
-            return Claim(Verdict.BUSY, status, deliveries, retry_after_s=1.0)
+        if not locked:  # a live session holds it
+            return Claim(Verdict.BUSY, status, deliveries, retry_after_s=BUSY_RETRY_MAX_S)
         self._held[job_id] = hold
         if deliveries - attempt > get_settings().ledger.max_redeliveries:
             self.release(job_id)
