@@ -17,6 +17,8 @@ FAST_RECOVERY = {
     "CONVEYOR_LEDGER__HEARTBEAT_INTERVAL_S": "1",
     "CONVEYOR_LEDGER__RECOVERY_AFTER_S": "5",
 }
+#: The recovery bound of FAST_RECOVERY and a heartbeat to act on it, seconds.
+FAST_RECOVERY_BOUND_S = 5 + 2
 
 
 def test_jobs_of_a_killed_worker_are_recovered_and_complete_once(
@@ -48,3 +50,31 @@ def test_jobs_of_a_killed_worker_are_recovered_and_complete_once(
     details = [event["detail"] or "" for event in service.history(jobs["lost0"])]
     if broker.is_redis:  # RabbitMQ may hand the message back on its own first
         assert any("stopped heartbeating" in detail for detail in details), details
+
+
+def test_outcomes_a_killed_worker_had_not_written_are_kept_and_not_run_again(
+    broker: Broker, effects: Effects
+) -> None:
+    service = JobService()
+    # Batches every 10 s: the outcomes are acknowledged and in the gate, not in PostgreSQL.
+    slow_ledger = {**FAST_RECOVERY, "CONVEYOR_LEDGER__FLUSH_INTERVAL_S": "10"}
+    doomed = Worker(broker.url, queues="default", concurrency=2, env=slow_ledger).start()
+    keys = [f"unwritten{index}" for index in range(10)]
+    jobs = {key: service.enqueue("probe.record", {"key": key}) for key in keys}
+    wait_for(lambda: len(effects.rows("unwritten", "done")) == 10, 30, "ten finished jobs")
+    time.sleep(1)  # the last acknowledgements
+    assert not any(service.get(job)["status"] == "completed" for job in jobs.values()), (
+        "the ledger was written before the kill: nothing is tested"
+    )
+    doomed.kill()
+    with Worker(broker.url, queues="default", concurrency=2, env=FAST_RECOVERY):
+        wait_for(
+            lambda: all(service.get(job)["status"] == "completed" for job in jobs.values()),
+            30,
+            "the ledger to show every job completed",
+        )
+        time.sleep(FAST_RECOVERY_BOUND_S)  # past the recovery bound: nothing is requeued
+    assert all(effects.count(key, "done") == 1 for key in keys), effects.rows("unwritten")
+    history = service.history(jobs["unwritten0"])
+    assert history[-1]["to_status"] == "completed"
+    assert "its worker process was gone" in (history[-1]["detail"] or "")
