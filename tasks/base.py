@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 from pydantic import BaseModel
 
 from app import deadletter
@@ -90,9 +90,11 @@ class ConveyorTask(Task):  # type: ignore[misc]
         return super().retry(*args, **kwargs)
 
     def after_return(self, *args: Any, **kwargs: Any) -> None:
-        """Make this attempt's transitions durable, then let go of the job.
+        """Let go of the job, its outcome durable first (before the acknowledgement).
 
-        In this order, a second delivery that claims the job after the release sees
+        A final outcome is already in the gate (``lifecycle.settle``); otherwise (a
+        claim made in PostgreSQL, a gate that failed) the transitions are written
+        now. Either way a second delivery that claims the job after the release sees
         it finished, and acknowledges instead of running it again.
         """
         claims.finish(self.request.id, lifecycle.recorder())
@@ -113,13 +115,18 @@ class ConveyorTask(Task):  # type: ignore[misc]
             self._dead_letter(request.id, args, kwargs, f"DeliveryCapExceeded: {reason}", None)
             to_status, detail = JobStatus.DEAD, reason
         elif verdict is Verdict.BUSY:
-            self.signature_from_request(
-                request,
-                args,
-                kwargs,
-                countdown=claim.retry_after_s,
-                headers={RECORDED_HEADER: True},
-            ).apply_async()
+            try:
+                self.signature_from_request(
+                    request,
+                    args,
+                    kwargs,
+                    countdown=claim.retry_after_s,
+                    headers={RECORDED_HEADER: True},
+                ).apply_async()
+            except Exception as exc:  # the broker keeps this copy instead
+                logger.warning("%s[%s]: duplicate not republished: %s", self.name, request.id, exc)
+                reason = f"duplicate of a held job, not republished: {exc}"
+                raise Reject(reason, requeue=True) from exc
             to_status = JobStatus.RUNNING
             detail = (
                 "duplicate delivery while another holds the job: acknowledged, "
