@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -193,3 +193,62 @@ def test_outcomes_of_a_dead_process_are_written_once_by_reconcile() -> None:
     gate.client().hset(job_key(job), "o", json.dumps(again))
     assert reconcile(Holder.dead_here, 0) == 1
     assert [status for status, _ in events(job)] == ["completed"]
+
+
+@pytest.fixture
+def gate_away(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The gate pointed at a port where no Redis listens; yields that URL."""
+    import socket
+
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setattr(gate, "_url", url)
+    monkeypatch.setattr(gate, "_client", None)
+    yield url
+    gate._client = None  # the real gate's client is made again on next use
+
+
+def test_with_the_gate_away_claims_are_made_in_the_ledger(
+    gate_away: str, make_claims: Callable[[], Claims]
+) -> None:
+    from app.jobs import lifecycle
+
+    first, second, job = make_claims(), make_claims(), job_id()
+    assert claim(first, job) is Verdict.RUN
+    assert first.holds(job)
+    assert claim(second, job) is Verdict.BUSY, "PostgreSQL's advisory lock holds it"
+    done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
+    first.settle(done)
+    assert not done.gated
+    recorder = lifecycle.recorder()
+    recorder.record(done)
+    first.finish(job, recorder)  # written before the release, as the ack needs
+    assert not first.holds(job)
+    row = ledger_row(job)
+    assert row is not None and row["status"] == "completed"
+    assert claim(second, job) is Verdict.FINISHED
+
+
+def test_cancel_and_requeue_refuse_naming_the_gate_when_it_is_away(gate_away: str) -> None:
+    from app.errors import GateUnavailable
+    from app.jobs.service import JobService
+
+    service = JobService()
+    job = service.enqueue("demo.ping", {}, schedule=timedelta(hours=1))
+    with pytest.raises(GateUnavailable, match=rf"cannot cancel job {job}: .*{gate_away}"):
+        service.cancel(job)
+    assert service.get(job)["status"] == "scheduled", "nothing changed"
+    dead = job_id()
+    with engine().begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, handler, queue, status, status_at, created_at) "
+                "VALUES (:id, 'demo.ping', 'default', 'dead', now(), now())"
+            ),
+            {"id": dead},
+        )
+    with pytest.raises(GateUnavailable, match=rf"cannot requeue job {dead}: .*{gate_away}"):
+        service.requeue(dead)
+    assert service.get(dead)["status"] == "dead", "nothing changed, nothing published"
