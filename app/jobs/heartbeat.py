@@ -9,8 +9,8 @@ and its hold on the job is taken over by the next delivery (see
 the claim acknowledges whichever delivery comes second.
 
 Outcomes a dead process left in the delivery gate are written first
-(:func:`reconcile`): by each worker for its own machine's processes, at every
-heartbeat, and by recovery for silent workers.
+(:func:`reconcile`): by each worker for its own machine's processes, every second,
+and by recovery for silent workers.
 """
 
 from __future__ import annotations
