@@ -25,6 +25,7 @@ PostgreSQL as well: the gate may have forgotten it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -90,6 +91,11 @@ RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+#: The gate's scripts by name, with their SHA-1 digests (EVALSHA).
+SCRIPTS = {"claim": CLAIM, "steal": STEAL, "finish": FINISH, "release": RELEASE}
+SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()}
 
 
 def _text(raw: Any) -> str:
@@ -173,7 +179,8 @@ class Gate:
         self._url = url
         self._client: redis.Redis | None = None
         self._pid = os.getpid()
-        self._scripts: dict[str, Any] = {}
+        self._direct: Any = None  # a redis.Connection (redis-py types it loosely)
+        self._direct_lock = threading.Lock()
         self._epoch_set = False
         self._epoch_tried = -EPOCH_RETRY_S
         self._lock = threading.Lock()
@@ -191,20 +198,44 @@ class Gate:
                     self.url, socket_connect_timeout=2, socket_timeout=5
                 )
                 self._pid = os.getpid()
-                self._scripts = {
-                    name: self._client.register_script(source)
-                    for name, source in (
-                        ("claim", CLAIM),
-                        ("steal", STEAL),
-                        ("finish", FINISH),
-                        ("release", RELEASE),
-                    )
-                }
+                self._direct = None  # the scripts' connection follows the client
             return self._client
 
-    def _script(self, name: str) -> Any:
-        self.client()
-        return self._scripts[name]
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name`` on this process's own connection; raise ``RedisError``.
+
+        The scripts are the hot path (a claim and an outcome per delivery). They
+        skip redis-py's command layer (pool checkout, retry wrapper, hooks), which
+        costs about as much as the round trip itself. A script Redis does not have
+        (restarted, flushed) is sent whole once. A connection found closed (an idle
+        timeout, a restart) is reopened and the call made once more, as redis-py's
+        own retry would; any other error drops the connection and is raised.
+        """
+        with self._direct_lock:
+            client = self.client()  # a forked child makes its own: never its parent's socket
+            if self._direct is None:
+                self._direct = client.connection_pool.make_connection()
+            conn = self._direct
+            for attempt in (1, 2):
+                try:
+                    return self._eval(conn, name, keys, args)
+                except redis.ConnectionError:
+                    conn.disconnect()
+                    if attempt == 2:
+                        raise
+                except BaseException:
+                    conn.disconnect()
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _eval(conn: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        conn.send_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+        try:
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            conn.send_command("EVAL", SCRIPTS[name], len(keys), *keys, *args)
+            return conn.read_response()
 
     @staticmethod
     def ttl_s() -> int:
@@ -233,9 +264,10 @@ class Gate:
 
     def claim(self, job_id: str, holder: Holder, lease_s: float) -> GateClaim:
         """Take ``job_id`` for one delivery unless it ended or another delivery holds it."""
-        verdict, text, number, since = self._script("claim")(
-            keys=[job_key(job_id), lock_key(job_id), SINCE],
-            args=[str(holder), int(lease_s * 1000), self.ttl_s()],
+        verdict, text, number, since = self._run(
+            "claim",
+            [job_key(job_id), lock_key(job_id), SINCE],
+            [str(holder), int(lease_s * 1000), self.ttl_s()],
         )
         verdict, text = verdict.decode(), text.decode()
         if verdict == "finished":
@@ -252,9 +284,10 @@ class Gate:
     def steal(self, job_id: str, stale: Holder, holder: Holder, lease_s: float) -> int:
         """Take the lock from ``stale`` (dead); the deliveries now, or 0 if it moved on."""
         return int(
-            self._script("steal")(
-                keys=[job_key(job_id), lock_key(job_id)],
-                args=[str(stale), str(holder), int(lease_s * 1000), self.ttl_s()],
+            self._run(
+                "steal",
+                [job_key(job_id), lock_key(job_id)],
+                [str(stale), str(holder), int(lease_s * 1000), self.ttl_s()],
             )
         )
 
@@ -266,9 +299,10 @@ class Gate:
         self, job_id: str, holder: Holder, status: str, outcome: dict[str, Any] | None
     ) -> None:
         """Record that ``job_id`` ended with ``status`` and let go of it, in one round trip."""
-        self._script("finish")(
-            keys=[job_key(job_id), lock_key(job_id), UNFLUSHED],
-            args=[
+        self._run(
+            "finish",
+            [job_key(job_id), lock_key(job_id), UNFLUSHED],
+            [
                 str(holder),
                 status,
                 json.dumps(outcome or {}, default=str),
@@ -280,7 +314,7 @@ class Gate:
 
     def release(self, job_id: str, holder: Holder) -> None:
         """Let go of ``job_id`` without ending it (a retry is coming)."""
-        self._script("release")(keys=[lock_key(job_id)], args=[str(holder)])
+        self._run("release", [lock_key(job_id)], [str(holder)])
 
     def flushed(self, job_ids: Iterable[str]) -> None:
         """PostgreSQL has these outcomes now: drop them from the gate (keep the status)."""

@@ -9,11 +9,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import text
 
 from app.db import engine
+from app.embedded import EmbeddedRedis, free_port
 from app.jobs.claim import Claims, Verdict
 from app.jobs.gate import UNFLUSHED, Holder, gate, job_key, lock_key
 from app.jobs.heartbeat import reconcile
@@ -252,3 +255,28 @@ def test_cancel_and_requeue_refuse_naming_the_gate_when_it_is_away(gate_away: st
     with pytest.raises(GateUnavailable, match=rf"cannot requeue job {dead}: .*{gate_away}"):
         service.requeue(dead)
     assert service.get(dead)["status"] == "dead", "nothing changed, nothing published"
+
+
+def test_claims_survive_a_flushed_script_cache_and_a_dropped_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_claims: Callable[[], Claims]
+) -> None:
+    """The gate's scripts run on their own connection: both faults are recovered in-call."""
+    server = EmbeddedRedis(tmp_path / "redis", free_port())  # faults on a Redis of our own
+    server.start()
+    try:
+        monkeypatch.setattr(gate, "_url", server.url)
+        monkeypatch.setattr(gate, "_client", None)
+        claims, job = make_claims(), job_id()
+        assert claim(claims, job) is Verdict.RUN  # a new server: the script is sent whole
+        admin = redis.Redis.from_url(server.url)
+        admin.script_flush()
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the gate's socket
+        done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
+        claims.settle(done)
+        assert done.gated, "the outcome reached the gate on a reopened connection"
+        assert admin.hget(job_key(job), "s") == b"completed"
+        assert claim(make_claims(), job) is Verdict.FINISHED
+        admin.close()
+    finally:
+        gate._client = None  # the suite's gate is made again on next use
+        server.stop()
