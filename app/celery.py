@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, signals
+from celery.worker.consumer import Consumer
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
@@ -154,6 +155,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
+        "worker_consumer": "app.celery:ConveyorConsumer",
         # Schedules live in the database (beat/defaults.py declares Conveyor's own).
         "beat_schedule": {},
         "beat_scheduler": "beat.scheduler:ConveyorScheduler",
@@ -161,6 +163,26 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": settings.timezone,
         "enable_utc": True,
     }
+
+
+class ConveyorConsumer(Consumer):
+    """The worker's consumer; its task events go out without publisher confirms.
+
+    ``confirm_publish`` is a connection-wide transport option, so a plain Celery
+    worker also waits for RabbitMQ to confirm each batch of task events, and its
+    event loop stands still for that round trip several times per task. Events
+    are monitoring for Flower, not jobs (the ledger is the record of every job),
+    so the connection the worker opens for them alone is made without confirms.
+    Task messages, retries and dead letters keep theirs.
+    """
+
+    def connection_for_write(self, url: str | None = None, heartbeat: Any = None) -> Any:
+        """The events connection (Celery's ``Events`` bootstep is its only caller)."""
+        return self.ensure_connected(
+            self.app.connection_for_write(
+                url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False}
+            )
+        )
 
 
 class ConveyorCelery(Celery):

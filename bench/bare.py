@@ -41,6 +41,8 @@ CONVEYOR_ONLY = frozenset(
         "beat_schedule",
         "beat_scheduler",
         "beat_max_loop_interval",
+        # Its consumer publishes task events without waiting for confirms.
+        "worker_consumer",
     }
 )
 
