@@ -6,6 +6,7 @@ duplicate run, a row per execution does not.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -104,3 +105,9 @@ def stamp(self: ConveyorTask, sleep_s: float = 0.0) -> str:
     time.sleep(sleep_s)
     effect(str(self.request.id), "done")
     return str(self.request.id)
+
+
+@app.task(base=ConveyorTask, name="probe.frozen")
+def frozen() -> int:
+    """How many objects this pool process's garbage collector leaves alone (gc.freeze)."""
+    return gc.get_freeze_count()

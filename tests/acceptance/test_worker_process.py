@@ -1,8 +1,10 @@
-"""Task events, Flower's feed, reach a monitor from a real worker on each broker.
+"""What a real worker process sets up besides running jobs.
 
-On RabbitMQ the worker publishes them on a connection of their own that does not
-wait for publisher confirms (``app.celery.ConveyorConsumer``); task messages
-still wait for theirs.
+* Task events, Flower's feed, reach a monitor on each broker. On RabbitMQ the
+  worker publishes them on a connection of their own that does not wait for
+  publisher confirms (``app.celery.ConveyorConsumer``); task messages still wait
+  for theirs.
+* Pool processes start with the worker's startup objects frozen (``gc.freeze``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from tasks import demo
+from tests.acceptance import probe_tasks
 from tests.acceptance.workers import Worker
 from tests.conftest import Broker
 
@@ -64,3 +67,13 @@ def test_only_task_messages_wait_for_rabbitmqs_publisher_confirms() -> None:
             tasks.connect()
             assert events.connection.confirm_publish is False
             assert tasks.connection.confirm_publish is True
+
+
+def test_pool_processes_start_with_the_workers_startup_objects_frozen(
+    redis_broker: Broker,
+) -> None:
+    """The collector's full passes skip what the worker imported (app.celery, worker_init)."""
+    with Worker(redis_broker.url, queues="default", name="frozen") as worker:
+        frozen = probe_tasks.frozen.delay().get(timeout=30)
+        assert worker.alive()
+    assert frozen > 10_000, f"only {frozen} objects frozen in the pool process"
