@@ -124,7 +124,10 @@ class Claims:
         return self._conn
 
     def close(self) -> None:
-        """Close this process's PostgreSQL connection (holds made on it end)."""
+        """Close this process's PostgreSQL connection (holds made on it end).
+
+        Also called when a query on it failed: the next claim opens a new one.
+        """
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
@@ -225,7 +228,7 @@ class Claims:
                 .fetchone()
             )
         except psycopg.Error:
-            self._conn = None
+            self.close()
             return False
         return bool(row and row[0])
 
@@ -235,7 +238,7 @@ class Claims:
             row = self._connection().execute(LEDGER_ROW, (job_id,)).fetchone()
         except psycopg.Error as exc:
             logger.warning("ledger check of %s failed (%s): trusting the gate", job_id, exc)
-            self._conn = None
+            self.close()
             return None
         return (str(row[0]), int(row[1])) if row else None
 
@@ -265,8 +268,7 @@ class Claims:
             )
         except psycopg.Error as exc:
             logger.warning("claim of %s failed open (%s): running it unchecked", job_id, exc)
-            self._conn = None
-            self._held = {k: v for k, v in self._held.items() if v.how != LEDGER}
+            self.close()
             return Claim(Verdict.RUN)
         assert row is not None
         status, deliveries, locked = row
@@ -359,8 +361,7 @@ class Claims:
                 self._conn.execute(UNLOCK, (job_id,))
         except psycopg.Error as exc:
             logger.warning("could not release %s (%s); the lock ends with the session", job_id, exc)
-            self._conn = None
-            self._held = {k: v for k, v in self._held.items() if v.how != LEDGER}
+            self.close()
 
 
 claims = Claims()
