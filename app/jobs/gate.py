@@ -17,6 +17,12 @@ have yet. A live process writes its own; :func:`app.jobs.heartbeat.reconcile`
 writes those of a process that died first, so an acknowledged job is never
 taken for lost and run again.
 
+An outcome is sent without waiting for Redis's reply: it is on its way to the
+gate before the message is acknowledged, and the process reads the reply with
+its next gate call (the next claim, or the recorder's next batch). One that
+Redis did not run (a dropped connection, a lost script cache) is sent again
+then; PostgreSQL's batch is only cleared from the gate after that.
+
 ``conveyor:gate:since`` is when this Redis began remembering (set once, from the
 server's clock). A delivery the gate sees first, of a message published before
 that or more than the key lifetime ago, or marked redelivered, is checked in
@@ -47,6 +53,8 @@ SINCE = PREFIX + "since"
 UNFLUSHED = PREFIX + "unflushed"
 #: Seconds between a producer's attempts to reach an unreachable gate.
 EPOCH_RETRY_S = 30.0
+#: Outcomes sent without waiting, at most, before one call waits for their replies.
+MAX_UNCONFIRMED = 64
 
 #: KEYS: hash, lock, since. ARGV: holder, lease ms, key ttl s.
 #: Returns {verdict, status or holder, deliveries or lease left ms, since}.
@@ -159,6 +167,16 @@ class Holder:
 
 
 @dataclass(frozen=True)
+class _Sent:
+    """A script sent without waiting for its reply: enough to send it again."""
+
+    job_id: str
+    name: str
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True)
 class GateClaim:
     """What the gate said about one delivery."""
 
@@ -181,6 +199,10 @@ class Gate:
         self._pid = os.getpid()
         self._direct: Any = None  # a redis.Connection (redis-py types it loosely)
         self._direct_lock = threading.Lock()
+        #: Outcomes sent without waiting whose replies were not read yet, in order;
+        #: the last ``_owed`` of them were sent on ``_direct``.
+        self._unconfirmed: list[_Sent] = []
+        self._owed = 0
         self._epoch_set = False
         self._epoch_tried = -EPOCH_RETRY_S
         self._lock = threading.Lock()
@@ -198,35 +220,98 @@ class Gate:
                     self.url, socket_connect_timeout=2, socket_timeout=5
                 )
                 self._pid = os.getpid()
-                self._direct = None  # the scripts' connection follows the client
+                # The scripts' connection follows the client; a parent's unconfirmed
+                # outcomes are the parent's to confirm.
+                self._direct, self._unconfirmed, self._owed = None, [], 0
             return self._client
+
+    def _connection(self) -> Any:
+        """The scripts' own connection (call with ``_direct_lock`` held)."""
+        client = self.client()  # a forked child makes its own: never its parent's socket
+        if self._direct is None:
+            self._direct = client.connection_pool.make_connection()
+        return self._direct
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run script ``name`` on this process's own connection; raise ``RedisError``.
 
         The scripts are the hot path (a claim and an outcome per delivery). They
         skip redis-py's command layer (pool checkout, retry wrapper, hooks), which
-        costs about as much as the round trip itself. A script Redis does not have
-        (restarted, flushed) is sent whole once. A connection found closed (an idle
-        timeout, a restart) is reopened and the call made once more, as redis-py's
-        own retry would; any other error drops the connection and is raised.
+        costs about as much as the round trip itself. Outcomes sent earlier without
+        waiting are confirmed first (:meth:`_confirm`).
         """
         with self._direct_lock:
-            client = self.client()  # a forked child makes its own: never its parent's socket
-            if self._direct is None:
-                self._direct = client.connection_pool.make_connection()
-            conn = self._direct
-            for attempt in (1, 2):
-                try:
-                    return self._eval(conn, name, keys, args)
-                except redis.ConnectionError:
-                    conn.disconnect()
-                    if attempt == 2:
-                        raise
-                except BaseException:
-                    conn.disconnect()
+            conn = self._connection()
+            self._confirm(conn)
+            return self._call(conn, name, keys, args)
+
+    def _call(self, conn: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one script and wait for its reply.
+
+        A script Redis does not have (restarted, flushed) is sent whole once. A
+        connection found closed (an idle timeout, a restart) is reopened and the
+        call made once more, as redis-py's own retry would; any other error drops
+        the connection and is raised.
+        """
+        for attempt in (1, 2):
+            try:
+                return self._eval(conn, name, keys, args)
+            except redis.ConnectionError:
+                conn.disconnect()
+                self._owed = 0
+                if attempt == 2:
                     raise
+            except BaseException:
+                conn.disconnect()
+                self._owed = 0
+                raise
         raise AssertionError("unreachable")
+
+    def _send(self, sent: _Sent) -> None:
+        """Send ``sent`` without waiting for its reply; raise ``RedisError`` if it cannot go.
+
+        Should the send fail, what was unconfirmed and then ``sent`` itself are run
+        again, waiting; ``sent`` is only kept for a later confirmation once it left.
+        """
+        with self._direct_lock:
+            conn = self._connection()
+            if len(self._unconfirmed) >= MAX_UNCONFIRMED:
+                self._confirm(conn)
+            try:
+                conn.send_command(
+                    "EVALSHA", SHAS[sent.name], len(sent.keys), *sent.keys, *sent.args
+                )
+            except redis.RedisError:
+                conn.disconnect()
+                self._owed = 0
+                self._confirm(conn)
+                self._call(conn, sent.name, sent.keys, sent.args)
+                return
+            self._unconfirmed.append(sent)
+            self._owed += 1
+
+    def _confirm(self, conn: Any) -> None:
+        """Read the replies to the outcomes sent without waiting (``_direct_lock`` held).
+
+        Whatever Redis may not have run (a reply that is an error, a connection
+        that dropped, an outcome sent on an earlier connection) is run again,
+        waiting: an outcome's script may run twice, to the same effect. Raises
+        ``RedisError`` if that fails; the outcomes stay unconfirmed.
+        """
+        if not self._unconfirmed:
+            return
+        try:
+            while self._owed:
+                conn.read_response()
+                self._owed -= 1
+                self._unconfirmed.pop(len(self._unconfirmed) - self._owed - 1)
+        except redis.RedisError:
+            conn.disconnect()
+            self._owed = 0
+        while self._unconfirmed:
+            sent = self._unconfirmed[0]
+            self._call(conn, sent.name, sent.keys, sent.args)
+            self._unconfirmed.pop(0)
 
     @staticmethod
     def _eval(conn: Any, name: str, keys: list[str], args: list[Any]) -> Any:
@@ -298,19 +383,33 @@ class Gate:
     def finish(
         self, job_id: str, holder: Holder, status: str, outcome: dict[str, Any] | None
     ) -> None:
-        """Record that ``job_id`` ended with ``status`` and let go of it, in one round trip."""
-        self._run(
-            "finish",
-            [job_key(job_id), lock_key(job_id), UNFLUSHED],
-            [
-                str(holder),
-                status,
-                json.dumps(outcome or {}, default=str),
-                time.time(),
-                self.ttl_s(),
+        """Record that ``job_id`` ended with ``status`` and let go of it.
+
+        The outcome is sent without waiting for Redis's reply; the next gate call of
+        this process confirms it (see :meth:`_confirm`). Raises ``RedisError`` when
+        it could not be sent at all.
+        """
+        self._send(
+            _Sent(
                 job_id,
-            ],
+                "finish",
+                [job_key(job_id), lock_key(job_id), UNFLUSHED],
+                [
+                    str(holder),
+                    status,
+                    json.dumps(outcome or {}, default=str),
+                    time.time(),
+                    self.ttl_s(),
+                    job_id,
+                ],
+            )
         )
+
+    def confirm(self) -> None:
+        """Wait until Redis has run every outcome this process sent; raise ``RedisError``."""
+        with self._direct_lock:
+            if self._unconfirmed and self._pid == os.getpid():
+                self._confirm(self._connection())
 
     def release(self, job_id: str, holder: Holder) -> None:
         """Let go of ``job_id`` without ending it (a retry is coming)."""
@@ -321,6 +420,14 @@ class Gate:
         ids = list(job_ids)
         if not ids:
             return
+        try:  # an outcome Redis runs after this would stay listed
+            self.confirm()
+        except redis.RedisError:
+            with self._direct_lock:  # PostgreSQL has these: no need to send them again
+                done = set(ids)
+                kept = [sent for sent in self._unconfirmed if sent.job_id not in done]
+                self._unconfirmed, self._owed = kept, 0
+            raise
         pipe = self.client().pipeline(transaction=False)
         pipe.zrem(UNFLUSHED, *ids)
         for job_id in ids:
