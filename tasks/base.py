@@ -92,7 +92,7 @@ class ConveyorTask(Task):  # type: ignore[misc]
     def after_return(self, *args: Any, **kwargs: Any) -> None:
         """Let go of the job, its outcome durable first (before the acknowledgement).
 
-        A final outcome is already in the gate (``lifecycle.settle``); otherwise (a
+        A final outcome already left for the gate (``lifecycle.settle``); otherwise (a
         claim made in PostgreSQL, a gate that failed) the transitions are written
         now. Either way a second delivery that claims the job after the release sees
         it finished, and acknowledges instead of running it again.

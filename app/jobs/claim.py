@@ -1,14 +1,16 @@
 """The claim a worker makes before it runs a delivery: once, alone, within the cap.
 
-One round trip per delivery, and one when the attempt ends, on the delivery gate
-(:mod:`app.jobs.gate`, Redis):
+One round trip per delivery on the delivery gate (:mod:`app.jobs.gate`, Redis), and
+the attempt's outcome sent there when it ends:
 
 * a job already finished (completed, failed, cancelled, dead) is acknowledged, not run;
 * a job another delivery holds right now is not run twice: the duplicate comes back
   later, unless its holder is a process known to be gone, whose lock is taken over;
 * a job delivered more than ``max_redeliveries`` times beyond one per attempt is dead;
-* the attempt's outcome is in the gate before the message is acknowledged, so a
-  worker that dies before its batch reaches PostgreSQL loses nothing.
+* the attempt's outcome is on its way to the gate before the message is acknowledged
+  (its reply is read with the process's next gate call, and what Redis did not run
+  is sent again), so a worker that dies before its batch reaches PostgreSQL loses
+  nothing.
 
 A delivery the gate may have forgotten (see the gate's ``since``) is also checked
 in PostgreSQL. When the gate is unreachable, claims are made in PostgreSQL, with a
@@ -289,8 +291,8 @@ class Claims:
     def settle(self, transition: Transition) -> None:
         """The attempt of ``transition.job_id`` ended for good: tell the gate first.
 
-        With the outcome in the gate (one round trip, which also lets go of the
-        job), the transition may wait for its batch: it is marked ``gated`` so the
+        With the outcome sent to the gate (without waiting for the reply; it also
+        lets go of the job), the transition may wait for its batch: it is marked ``gated`` so the
         recorder clears the gate's copy once PostgreSQL has it. A job claimed in
         PostgreSQL, or a gate that fails now, is left to :meth:`finish`.
         """

@@ -1,8 +1,9 @@
 """The delivery gate: each delivery's claim and each attempt's outcome, in Redis.
 
-A worker asks the gate before it runs a delivery and tells it when the attempt
-ended, one Redis round trip each; PostgreSQL only receives the attempt's
-transitions later, in batches (:mod:`app.jobs.recorder`). Per job, under
+A worker asks the gate before it runs a delivery (one Redis round trip) and
+tells it when the attempt ended (sent without waiting, see below); PostgreSQL
+only receives the attempt's transitions later, in batches
+(:mod:`app.jobs.recorder`). Per job, under
 ``conveyor:gate:<id>``:
 
 * a hash: ``d`` deliveries that got the lock, ``s`` the final status once the job
