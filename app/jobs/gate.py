@@ -288,6 +288,10 @@ class Gate:
                 self._confirm(conn)
                 self._call(conn, sent.name, sent.keys, sent.args)
                 return
+            except BaseException:  # interrupted mid-send: never reuse the connection
+                conn.disconnect()
+                self._owed = 0
+                raise
             self._unconfirmed.append(sent)
             self._owed += 1
 
@@ -309,6 +313,10 @@ class Gate:
         except redis.RedisError:
             conn.disconnect()
             self._owed = 0
+        except BaseException:  # interrupted mid-reply (a soft time limit): never reuse it
+            conn.disconnect()
+            self._owed = 0
+            raise
         while self._unconfirmed:
             sent = self._unconfirmed[0]
             self._call(conn, sent.name, sent.keys, sent.args)
