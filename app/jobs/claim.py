@@ -292,9 +292,10 @@ class Claims:
         """The attempt of ``transition.job_id`` ended for good: tell the gate first.
 
         With the outcome sent to the gate (without waiting for the reply; it also
-        lets go of the job), the transition may wait for its batch: it is marked ``gated`` so the
-        recorder clears the gate's copy once PostgreSQL has it. A job claimed in
-        PostgreSQL, or a gate that fails now, is left to :meth:`finish`.
+        lets go of the job), the transition may wait for its batch: it is marked
+        ``gated`` so the recorder clears the gate's copy once PostgreSQL has it. A
+        job claimed in PostgreSQL, or a gate that fails now, is left to
+        :meth:`finish`.
         """
         hold = self._held.get(transition.job_id) if self._pid == os.getpid() else None
         if hold is None:
