@@ -258,15 +258,18 @@ class Gate:
             try:
                 return self._eval(conn, name, keys, args)
             except redis.ConnectionError:
-                conn.disconnect()
-                self._owed = 0
+                self._drop(conn)
                 if attempt == 2:
                     raise
             except BaseException:
-                conn.disconnect()
-                self._owed = 0
+                self._drop(conn)
                 raise
         raise AssertionError("unreachable")
+
+    def _drop(self, conn: Any) -> None:
+        """Close ``conn``: the replies it owed are gone with it."""
+        conn.disconnect()
+        self._owed = 0
 
     def _send(self, sent: _Sent) -> None:
         """Send ``sent`` without waiting for its reply; raise ``RedisError`` if it cannot go.
@@ -283,14 +286,12 @@ class Gate:
                     "EVALSHA", SHAS[sent.name], len(sent.keys), *sent.keys, *sent.args
                 )
             except redis.RedisError:
-                conn.disconnect()
-                self._owed = 0
+                self._drop(conn)
                 self._confirm(conn)
                 self._call(conn, sent.name, sent.keys, sent.args)
                 return
             except BaseException:  # interrupted mid-send: never reuse the connection
-                conn.disconnect()
-                self._owed = 0
+                self._drop(conn)
                 raise
             self._unconfirmed.append(sent)
             self._owed += 1
@@ -311,11 +312,9 @@ class Gate:
                 self._owed -= 1
                 self._unconfirmed.pop(len(self._unconfirmed) - self._owed - 1)
         except redis.RedisError:
-            conn.disconnect()
-            self._owed = 0
+            self._drop(conn)
         except BaseException:  # interrupted mid-reply (a soft time limit): never reuse it
-            conn.disconnect()
-            self._owed = 0
+            self._drop(conn)
             raise
         while self._unconfirmed:
             sent = self._unconfirmed[0]
@@ -434,8 +433,7 @@ class Gate:
         except redis.RedisError:
             with self._direct_lock:  # PostgreSQL has these: no need to send them again
                 done = set(ids)
-                kept = [sent for sent in self._unconfirmed if sent.job_id not in done]
-                self._unconfirmed, self._owed = kept, 0
+                self._unconfirmed = [s for s in self._unconfirmed if s.job_id not in done]
             raise
         pipe = self.client().pipeline(transaction=False)
         pipe.zrem(UNFLUSHED, *ids)

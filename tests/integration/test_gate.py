@@ -257,73 +257,71 @@ def test_cancel_and_requeue_refuse_naming_the_gate_when_it_is_away(gate_away: st
     assert service.get(dead)["status"] == "dead", "nothing changed, nothing published"
 
 
+@pytest.fixture
+def own_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """The gate on a Redis this test starts (faults go there); yields a client of it."""
+    server = EmbeddedRedis(tmp_path / "redis", free_port())
+    server.start()
+    monkeypatch.setattr(gate, "_url", server.url)
+    monkeypatch.setattr(gate, "_client", None)
+    admin = redis.Redis.from_url(server.url)
+    try:
+        yield admin
+    finally:
+        admin.close()
+        gate._client = None  # the suite's gate is made again on next use
+        server.stop()
+
+
 def test_claims_survive_a_flushed_script_cache_and_a_dropped_connection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_claims: Callable[[], Claims]
+    own_gate: redis.Redis, make_claims: Callable[[], Claims]
 ) -> None:
     """The gate's scripts run on their own connection: both faults are recovered.
 
     A claim recovers within the call. An outcome is sent without waiting for its
     reply, so it is recovered by this process's next gate call, which confirms it.
     """
-    server = EmbeddedRedis(tmp_path / "redis", free_port())  # faults on a Redis of our own
-    server.start()
-    try:
-        monkeypatch.setattr(gate, "_url", server.url)
-        monkeypatch.setattr(gate, "_client", None)
-        claims, job, second = make_claims(), job_id(), job_id()
-        assert claim(claims, job) is Verdict.RUN  # a new server: the script is sent whole
-        admin = redis.Redis.from_url(server.url)
-        admin.script_flush()
-        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the gate's socket
-        done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
-        claims.settle(done)
-        assert done.gated, "the outcome left for the gate"
-        assert admin.hget(job_key(job), "s") is None, "sent on a dropped connection: not run"
-        # The next claim confirms it first: reconnects, sends it again, whole.
-        assert claim(claims, second) is Verdict.RUN
-        assert admin.hget(job_key(job), "s") == b"completed"
-        assert claim(make_claims(), job) is Verdict.FINISHED
+    admin = own_gate
+    claims, job, second = make_claims(), job_id(), job_id()
+    assert claim(claims, job) is Verdict.RUN  # a new server: the script is sent whole
+    admin.script_flush()
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the gate's socket
+    done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
+    claims.settle(done)
+    assert done.gated, "the outcome left for the gate"
+    assert admin.hget(job_key(job), "s") is None, "sent on a dropped connection: not run"
+    # The next claim confirms it first: reconnects, sends it again, whole.
+    assert claim(claims, second) is Verdict.RUN
+    assert admin.hget(job_key(job), "s") == b"completed"
+    assert claim(make_claims(), job) is Verdict.FINISHED
 
-        # An outcome Redis refused (it lost its scripts) is sent again whole.
-        admin.script_flush()
-        claims.settle(
-            Transition(job_id=second, to_status="completed", from_status="running", attempt=1)
-        )
-        assert admin.hget(job_key(second), "s") is None, "refused: not run yet"
-        gate.confirm()
-        assert admin.hget(job_key(second), "s") == b"completed"
-        assert admin.get(lock_key(second)) is None
-        admin.close()
-    finally:
-        gate._client = None  # the suite's gate is made again on next use
-        server.stop()
+    # An outcome Redis refused (it lost its scripts) is sent again whole.
+    admin.script_flush()
+    claims.settle(
+        Transition(job_id=second, to_status="completed", from_status="running", attempt=1)
+    )
+    assert admin.hget(job_key(second), "s") is None, "refused: not run yet"
+    gate.confirm()
+    assert admin.hget(job_key(second), "s") == b"completed"
+    assert admin.get(lock_key(second)) is None
 
 
 def test_an_outcome_is_confirmed_before_its_written_copy_is_cleared(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_claims: Callable[[], Claims]
+    own_gate: redis.Redis, make_claims: Callable[[], Claims]
 ) -> None:
     """PostgreSQL's batch clears the gate's copy only after Redis ran the outcome.
 
     Otherwise an outcome Redis runs late would be listed again as unwritten, and
     written a second time once its process is gone.
     """
-    server = EmbeddedRedis(tmp_path / "redis", free_port())
-    server.start()
-    try:
-        monkeypatch.setattr(gate, "_url", server.url)
-        monkeypatch.setattr(gate, "_client", None)
-        claims, job = make_claims(), job_id()
-        assert claim(claims, job) is Verdict.RUN
-        admin = redis.Redis.from_url(server.url)
-        admin.script_flush()  # the outcome's first send is refused
-        done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
-        claims.settle(done)
-        assert done.gated
-        gate.flushed([job])  # what the recorder does once PostgreSQL has the batch
-        assert admin.hget(job_key(job), "s") == b"completed"
-        assert admin.hget(job_key(job), "o") is None, "the written copy is cleared"
-        assert admin.zscore(UNFLUSHED, job) is None
-        admin.close()
-    finally:
-        gate._client = None
-        server.stop()
+    admin = own_gate
+    claims, job = make_claims(), job_id()
+    assert claim(claims, job) is Verdict.RUN
+    admin.script_flush()  # the outcome's first send is refused
+    done = Transition(job_id=job, to_status="completed", from_status="running", attempt=1)
+    claims.settle(done)
+    assert done.gated
+    gate.flushed([job])  # what the recorder does once PostgreSQL has the batch
+    assert admin.hget(job_key(job), "s") == b"completed"
+    assert admin.hget(job_key(job), "o") is None, "the written copy is cleared"
+    assert admin.zscore(UNFLUSHED, job) is None
