@@ -260,7 +260,14 @@ def test_flower_asks_for_its_password_and_shows_the_tasks(
     # From the console's navigation to Flower's dashboard, then its task list.
     tab.click(".console-nav a:text-is('Flower')")
     tab.wait_for_url(console.flower.url + "/")
-    assert console.worker.hostname in tab.content()
+
+    def lists_the_worker() -> bool:  # Flower learns of workers after it started
+        if console.worker.hostname in tab.content():
+            return True
+        tab.reload()
+        return False
+
+    wait_for(lists_the_worker, 15, "Flower's dashboard to list the worker")
     tab.goto(console.flower.url + "/tasks")
     tab.wait_for_selector(f"text={job_id}")
     assert tab.locator("text=probe.record").count() >= 1
