@@ -46,7 +46,7 @@ def _setup() -> None:
     os.environ["CONVEYOR_BROKER__URL"] = f"{_services.redis_base_url}/{TEST_REDIS_DB}"
     # Caches and the delivery gate stay here whichever broker a test points at.
     os.environ["CONVEYOR_CACHE__URL"] = f"{_services.redis_base_url}/{TEST_REDIS_DB}"
-    os.environ["CONVEYOR_EMBEDDED__DATA_DIR"] = str(ROOT / "var" / "test-run")
+    os.environ["CONVEYOR_EMBEDDED__DATA_DIR"] = str(ROOT / "var" / "test-run" / _database)
     from config.settings import get_settings
 
     get_settings.cache_clear()

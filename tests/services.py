@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
@@ -34,9 +35,13 @@ class Services:
     rabbitmq_url: str
     notes: list[str] = field(default_factory=list)
     _embedded: list[EmbeddedPostgres | EmbeddedRedis] = field(default_factory=list)
+    _vhosts: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
-        """Stop the embedded servers the suite started (machine services stay up)."""
+        """Stop the embedded servers the suite started (machine services stay up) and
+        delete the run's RabbitMQ vhost."""
+        for vhost in self._vhosts:
+            _rabbitmqctl("delete_vhost", vhost)
         for server in self._embedded:
             server.stop()
 
@@ -117,9 +122,38 @@ def _rabbitmq(services: Services) -> None:
             "(install rabbitmq-server or start it); the suite tests both brokers, "
             "it never skips one"
         )
-    services.rabbitmq_url = os.environ.get(
-        "CONVEYOR_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"
+    given = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL")
+    if given:
+        services.rabbitmq_url = given
+        services.notes.append("RabbitMQ from CONVEYOR_TEST_RABBITMQ_URL")
+        return
+    vhost = _own_vhost()
+    if vhost is None:
+        services.rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672//"
+        services.notes.append("RabbitMQ's default vhost: rabbitmqctl could not add one")
+        return
+    services.rabbitmq_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    services._vhosts.append(vhost)
+
+
+def _rabbitmqctl(*args: str) -> bool:
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    done = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, check=False, timeout=60
     )
+    return done.returncode == 0
+
+
+def _own_vhost() -> str | None:
+    """A vhost of this run's own on the machine's RabbitMQ, so that two runs never
+    purge or consume each other's queues; None when it cannot be added."""
+    vhost = f"conveyor-test-{uuid.uuid4().hex[:10]}"
+    if _rabbitmqctl("add_vhost", vhost) and _rabbitmqctl(
+        "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"
+    ):
+        return vhost
+    return None
 
 
 def provision() -> Services:
