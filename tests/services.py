@@ -3,7 +3,9 @@
 Order for each: already listening on its standard port → use it; installed but
 down → start it the way the machine does; not installed → the embedded server
 that ``make run`` uses (PostgreSQL, Redis). RabbitMQ has no embedded fallback:
-when it cannot be had the suite fails loudly, it never skips a broker.
+``CONVEYOR_TEST_RABBITMQ_URL`` names one anywhere, else the machine's is used or
+started, and when neither can be had the suite fails loudly, it never skips a broker.
+The plugin that calls this for the server tiers is :mod:`tests.servers`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -110,6 +113,20 @@ def _redis(services: Services) -> None:
 
 
 def _rabbitmq(services: Services) -> None:
+    given = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL")
+    if given:
+        # Any host, port and vhost: the machine's RabbitMQ is neither needed nor started.
+        parts = urlsplit(given)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        if not port_open(host, port, timeout_s=5):
+            raise RuntimeError(
+                f"CONVEYOR_TEST_RABBITMQ_URL names a RabbitMQ on {host}:{port}, "
+                "but nothing accepts connections there"
+            )
+        services.rabbitmq_url = given
+        services.notes.append("RabbitMQ from CONVEYOR_TEST_RABBITMQ_URL")
+        return
     if not port_open("127.0.0.1", 5672) and shutil.which("rabbitmq-server"):
         subprocess.run(
             ["rabbitmq-server", "-detached"], capture_output=True, check=False, timeout=60
@@ -119,14 +136,9 @@ def _rabbitmq(services: Services) -> None:
     if not port_open("127.0.0.1", 5672):
         raise RuntimeError(
             "RabbitMQ is not reachable on 127.0.0.1:5672 and could not be started "
-            "(install rabbitmq-server or start it); the suite tests both brokers, "
-            "it never skips one"
+            "(install rabbitmq-server, start it, or set CONVEYOR_TEST_RABBITMQ_URL); "
+            "the suite tests both brokers, it never skips one"
         )
-    given = os.environ.get("CONVEYOR_TEST_RABBITMQ_URL")
-    if given:
-        services.rabbitmq_url = given
-        services.notes.append("RabbitMQ from CONVEYOR_TEST_RABBITMQ_URL")
-        return
     vhost = _own_vhost()
     if vhost is None:
         services.rabbitmq_url = "amqp://guest:guest@127.0.0.1:5672//"
@@ -139,9 +151,7 @@ def _rabbitmq(services: Services) -> None:
 def _rabbitmqctl(*args: str) -> bool:
     if shutil.which("rabbitmqctl") is None:
         return False
-    done = subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, check=False, timeout=60
-    )
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, check=False, timeout=60)
     return done.returncode == 0
 
 
@@ -159,9 +169,13 @@ def _own_vhost() -> str | None:
 def provision() -> Services:
     """Make PostgreSQL, Redis and RabbitMQ reachable, starting what is down."""
     services = Services("", "", "")
-    _postgres(services)
-    _redis(services)
-    _rabbitmq(services)
+    try:
+        _postgres(services)
+        _redis(services)
+        _rabbitmq(services)
+    except BaseException:
+        services.stop()  # the embedded servers started before the one that failed
+        raise
     return services
 
 

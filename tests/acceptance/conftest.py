@@ -10,9 +10,17 @@ import pytest
 from sqlalchemy import text
 
 from app.db import engine
+from tests import servers
 from tests.acceptance import probe_tasks
 
 T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Provision the servers (once per run, whichever tier asks first)."""
+    # pytest calls this as it imports this file, before it collects the tier's modules;
+    # the Celery app ``probe_tasks`` built above is reconfigured for the servers.
+    servers.provision(config)
 
 
 class Effects:

@@ -21,10 +21,11 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy import text
 
 from app.db import engine
+from tests import servers
 from tests.acceptance import probe_tasks
 from tests.acceptance.workers import ROOT, Beat, Flower, Web, Worker
-from tests.conftest import purge_queues
 from tests.integration.test_schedule_service import empty_schedules
+from tests.servers import purge_queues
 
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
@@ -40,6 +41,12 @@ OPERATOR = ("operator", "console-operator-pw-1")
 #: A user the throttling test locks out (only its name, from this address).
 MALLORY = ("mallory", "mallory-right-pw-2")
 FLOWER_AUTH = ("flower", "flower-pw-3")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Provision the servers (once per run, whichever tier asks first)."""
+    # pytest calls this as it imports this file, before it collects the tier's modules.
+    servers.provision(config)
 
 
 @dataclass
