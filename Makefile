@@ -27,12 +27,14 @@ run: $(STAMP)
 test: $(STAMP) browsers
 	$(PY) -m pytest
 
+# Pure logic: needs no server and provisions none (tests/integration/test_tiers.py proves it).
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) -m bench

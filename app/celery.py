@@ -6,22 +6,16 @@ set in :func:`celery_config`, each with the reason it is there.
 
 from __future__ import annotations
 
-import gc
-import time
-from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery, signals
-from celery.worker.consumer import Consumer
+from celery import Celery
 from kombu import Exchange, Queue
 from kombu import pools as kombu_pools
 
-from app.jobs import lifecycle
-from app.jobs.gate import gate
-from app.jobs.heartbeat import Heartbeat
-from app.jobs.releaser import Releaser, hold_if_later
-from app.producer import check_registered, publishing
-from config.settings import DEAD_LETTER_QUEUE, QUEUES, Settings, get_settings
+from config.settings import QUEUES, Settings, get_settings
+
+#: The worker's consumer, threads and signal wiring (imported by workers with the tasks).
+WORKER_RUNTIME = "app.jobs.worker"
 
 #: Modules whose tasks every worker and producer registers.
 TASK_MODULES = (
@@ -58,16 +52,6 @@ def task_queues(settings: Settings) -> list[Queue]:
     ]
 
 
-def dead_letter_queue() -> Queue:
-    """Where failed jobs wait for an operator; declared on first use, consumed by no worker."""
-    return Queue(
-        DEAD_LETTER_QUEUE,
-        Exchange("conveyor.dead_letter", type="direct", durable=True),
-        routing_key=DEAD_LETTER_QUEUE,
-        durable=True,
-    )
-
-
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's settings for ``settings``.
 
@@ -80,7 +64,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if broker.is_redis:
         transport_options = {
             # Must exceed the longest hard time limit, or Redis redelivers a running
-            # task; Celery reads it in three places (celery#7651).
+            # task (checked at startup). kombu's Redis transport is its only reader:
+            # the result backend is the ledger, not Redis (celery#7651).
             "visibility_timeout": visibility,
             # BRPOP the queues in declaration order: `critical` first (kombu redis.py).
             "queue_order_strategy": "priority",
@@ -113,10 +98,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "interval_max": 1.0,
         },
         "broker_pool_limit": 10,
-        "visibility_timeout": visibility,
         # Results live in the job ledger, written in batches (app/jobs/backend.py).
         "result_backend": "app.jobs.backend:LedgerBackend",
-        "result_backend_transport_options": {"visibility_timeout": visibility},
         "result_backend_always_retry": True,
         "result_backend_max_retries": 10,
         "result_extended": True,
@@ -156,7 +139,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
-        "worker_consumer": "app.celery:ConveyorConsumer",
+        "worker_consumer": "app.jobs.worker:ConveyorConsumer",
+        # ConveyorTask's retry policy, read when the app binds each task
+        # (app/jobs/task.py): a task's own value wins.
+        "conveyor_task_max_retries": worker.max_retries,
+        "conveyor_task_retry_backoff_s": worker.retry_backoff_s,
+        "conveyor_task_retry_backoff_max_s": worker.retry_backoff_max_s,
         # Schedules live in the database (beat/defaults.py declares Conveyor's own).
         "beat_schedule": {},
         "beat_scheduler": "beat.scheduler:ConveyorScheduler",
@@ -164,56 +152,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": settings.timezone,
         "enable_utc": True,
     }
-
-
-class ConveyorConsumer(Consumer):
-    """The worker's consumer; its task events go out without publisher confirms.
-
-    ``confirm_publish`` is a connection-wide transport option, so a plain Celery
-    worker also waits for RabbitMQ to confirm each batch of task events, and its
-    event loop stands still for that round trip several times per task. Events
-    are monitoring for Flower, not jobs (the ledger is the record of every job),
-    so the connection the worker opens for them alone is made without confirms.
-    Task messages, retries and dead letters keep theirs.
-    """
-
-    def connection_for_write(self, url: str | None = None, heartbeat: Any = None) -> Any:
-        """The events connection (Celery's ``Events`` bootstep is its only caller)."""
-        return self.ensure_connected(
-            self.app.connection_for_write(
-                url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False}
-            )
-        )
-
-
-class ConveyorCelery(Celery):
-    """Celery that refuses, at publish, a task name no module registered."""
-
-    #: Its jobs are recorded in the ledger (see app.jobs.lifecycle.ours).
-    conveyor_ledger = True
-
-    def send_task(  # type: ignore[override]
-        self, name: str, args: Any = None, kwargs: Any = None, **options: Any
-    ) -> Any:
-        """Publish ``name``, refusing unknown names, non-JSON arguments and a dead broker.
-
-        Raises :class:`~app.errors.UnknownTask`, :class:`~app.errors.NotJsonSerializable`
-        or :class:`~app.errors.BrokerUnavailable`, each naming what was wrong.
-        """
-        check_registered(self, name)
-        held = hold_if_later(self, name, args, kwargs, options)
-        if held is not None:
-            return held
-        # When it was sent: the worker's claim trusts the gate only for messages the
-        # gate has known all their life (see app.jobs.gate).
-        options["headers"] = {**(options.get("headers") or {}), lifecycle.SENT_HEADER: time.time()}
-        gate.ensure_epoch()
-        token = lifecycle.publishing_conveyor.set(datetime.now(UTC))
-        try:
-            with publishing(self, name, args, kwargs):
-                return super().send_task(name, args, kwargs, **options)
-        finally:
-            lifecycle.publishing_conveyor.reset(token)
 
 
 def configure(celery_app: Celery, settings: Settings) -> None:
@@ -233,46 +171,23 @@ def configure(celery_app: Celery, settings: Settings) -> None:
     celery_app._backend_cache = None  # type: ignore[attr-defined]
 
 
-def create_app(settings: Settings | None = None) -> ConveyorCelery:
-    """A configured Celery application for ``settings`` (the environment's by default)."""
+def create_app(settings: Settings | None = None) -> Celery:
+    """A configured Celery application for ``settings`` (the environment's by default).
+
+    Conveyor's job system plugs in by name, so this module imports none of it:
+    every task is a ``ConveyorTask`` (``task_cls``), every publish passes
+    ``ConveyorAMQP``'s checks, and a worker loads its runtime (``app.jobs.worker``)
+    with the task modules.
+    """
     settings = settings or get_settings()
-    celery_app = ConveyorCelery("conveyor", include=[*TASK_MODULES, *settings.task_modules])
+    celery_app = Celery(
+        "conveyor",
+        task_cls="app.jobs.task:ConveyorTask",
+        amqp="app.jobs.publisher:ConveyorAMQP",
+        include=[WORKER_RUNTIME, *TASK_MODULES, *settings.task_modules],
+    )
     configure(celery_app, settings)
     return celery_app
 
 
 app = create_app()
-lifecycle.connect()
-
-_threads: list[Releaser | Heartbeat] = []
-
-
-@signals.worker_init.connect
-def _freeze_startup_objects(sender: Any = None, **_: Any) -> None:
-    """Keep the garbage collector off what the worker built at startup (``gc.freeze``).
-
-    Every module, task and setting the worker imported lives as long as the
-    process: the collector's full passes need not walk them in the main process
-    nor in the pool processes forked from it, which also keep those pages shared.
-    """
-    if sender is None or sender.app is not app:  # another Celery app in this process
-        return
-    gc.freeze()
-
-
-@signals.worker_ready.connect
-def _start_worker_threads(sender: Any = None, **_: Any) -> None:
-    """Every worker publishes held jobs when due (they share the work, never duplicate
-    it), heartbeats, and requeues jobs that silent workers left running."""
-    if sender is None or sender.app is not app:  # another Celery app in this process
-        return
-    queues = [queue.name for queue in sender.task_consumer.queues]
-    _threads.extend([Releaser(app), Heartbeat(sender.hostname, queues)])
-    for thread in _threads:
-        thread.start()
-
-
-@signals.worker_shutdown.connect
-def _stop_worker_threads(**_: Any) -> None:
-    for thread in _threads:
-        thread.stop()

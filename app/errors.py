@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from kombu.exceptions import OperationalError
+
 
 class ConveyorError(Exception):
     """Root of every error Conveyor raises on purpose."""
@@ -36,8 +38,13 @@ class NotJsonSerializable(ConveyorError, TypeError):
         )
 
 
-class BrokerUnavailable(ConveyorError, ConnectionError):
-    """The broker did not accept a message within the configured bound."""
+class BrokerUnavailable(ConveyorError, OperationalError, ConnectionError):
+    """The broker did not accept a message within the configured bound.
+
+    Also kombu's ``OperationalError``, the error kombu itself raises for a lost
+    broker: code that catches that still catches this, and kombu lets it through
+    unchanged where it rewraps connection errors as its own.
+    """
 
     def __init__(self, broker_url: str, timeout_s: float, reason: object) -> None:
         self.broker_url = broker_url
@@ -114,11 +121,36 @@ class JobNameTaken(ConveyorError, ValueError):
 
 
 class InvalidSchedule(ConveyorError, ValueError):
-    """A schedule ``JobService.enqueue`` cannot honour; names it and why."""
+    """A schedule (a cron expression, a time zone, a delay) that cannot be honoured;
+    names it and why."""
 
     def __init__(self, schedule: object, reason: str) -> None:
         self.schedule = schedule
         super().__init__(f"schedule {schedule!r} is invalid: {reason}")
+
+
+class InvalidDuration(ConveyorError, ValueError):
+    """A duration that is not a whole number and a unit s, m, h or d (``15m``); names it."""
+
+    def __init__(self, duration: object, reason: str) -> None:
+        self.duration = duration
+        super().__init__(f"duration {duration!r} is invalid: {reason}")
+
+
+class ScheduleNotFound(ConveyorError, LookupError):
+    """No schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
+
+
+class InvalidScheduleField(ConveyorError, ValueError):
+    """A schedule field other than the cron expression is wrong; names it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {reason}")
 
 
 class GateUnavailable(ConveyorError, ConnectionError):

@@ -8,7 +8,9 @@ import json
 import sys
 from typing import Any
 
+from app import schedule
 from app.errors import ConveyorError
+from config.settings import get_settings
 
 ACTIONS = ("show", "enable", "disable", "delete", "trigger", "history")
 
@@ -48,7 +50,6 @@ def _json(value: Any) -> str:
 
 def cmd_schedules(args: argparse.Namespace) -> int:
     """Run one ``schedules`` action; errors name the field and exit 2."""
-    from beat import cron
     from beat.service import ScheduleService
 
     actor = f"cli:{getpass.getuser()}"
@@ -74,9 +75,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             if target in names and args.tz is None:
                 times = service.preview(target, args.n)
             else:
-                from config.settings import get_settings
-
-                times = cron.next_fire_times(target, args.tz or get_settings().timezone, args.n)
+                times = schedule.next_fire_times(target, args.tz or get_settings().timezone, args.n)
             for when in times:
                 print(when.isoformat())
         elif args.action == "show":

@@ -55,11 +55,4 @@ DEFAULT_SCHEDULES: tuple[Recurring, ...] = (
         kwargs={"hours": 24},
         description="Outcomes, durations and top failures of the last day.",
     ),
-    Recurring(
-        name="recover stuck jobs",
-        task="maintenance.recover_stuck_jobs",
-        cron="* * * * *",
-        misfire="skip",
-        description="Requeue jobs left running by workers that stopped heartbeating.",
-    ),
 )

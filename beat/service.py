@@ -1,7 +1,7 @@
 """ScheduleService: every write to the schedules goes through here (CLI, API, console, sync).
 
 Each write validates the whole definition first (cron and time zone by
-:mod:`beat.cron`, the task and its payload by :class:`~app.jobs.service.JobService`,
+:mod:`app.schedule`, the task and its payload by :class:`~app.jobs.service.JobService`,
 the policies) and stores nothing when any part is wrong. Edits record who made
 them; an edit of the expression moves the schedule's cursor to the edit time, so
 it neither swallows the next run nor fires the slots it skipped.
@@ -10,60 +10,74 @@ it neither swallows the next run nor fires the slots it skipped.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import os
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from app.errors import ConveyorError
-from beat import cron
+import django
+from django.apps import apps
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from app import schedule
+from app.celery import app
+from app.db import engine
+from app.errors import ConveyorError, InvalidScheduleField, ScheduleNotFound
+from app.jobs.releaser import Releaser
+from app.jobs.service import JobService
+from beat import tables
 from beat.defaults import DEFAULT_SCHEDULES, Recurring, digest
+from beat.firing import Firing
+from beat.lease import NAME as LEASE
 from config.settings import get_settings
 
 MISFIRE = ("fire_once", "skip", "catch_up")
 OVERLAP = ("skip", "queue_one", "allow")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-class ScheduleNotFound(ConveyorError, LookupError):
-    """No schedule has this name."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"no schedule named {name!r}")
-
-
-class InvalidScheduleField(ConveyorError, ValueError):
-    """A schedule field other than the cron expression is wrong; names it."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {reason}")
 
 
 def ensure_django() -> None:
     """Set Django up once (the schedule tables are Django models)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.django_settings")
-    import django
-    from django.apps import apps
-
     if not apps.ready:
         django.setup()
+
+
+@functools.cache
+def django_models() -> SimpleNamespace:
+    """The Django models of the schedule tables, Django set up first (they can only be
+    imported after ``django.setup()``)."""
+    ensure_django()
+    from django_celery_beat import models as celery_beat
+
+    from beat import models as conveyor
+
+    return SimpleNamespace(
+        PeriodicTask=celery_beat.PeriodicTask,
+        CrontabSchedule=celery_beat.CrontabSchedule,
+        IntervalSchedule=celery_beat.IntervalSchedule,
+        ClockedSchedule=celery_beat.ClockedSchedule,
+        ScheduleOptions=conveyor.ScheduleOptions,
+        ScheduleFire=conveyor.ScheduleFire,
+        BeatLease=conveyor.BeatLease,
+    )
 
 
 class ScheduleService:
     """Create, edit, enable, disable, delete, preview and trigger recurring schedules."""
 
     def __init__(self) -> None:
-        ensure_django()
+        self.models = django_models()
 
     # reads -------------------------------------------------------------------
 
     def list(self) -> builtins.list[dict[str, Any]]:
         """Every schedule, by name."""
-        from django_celery_beat.models import PeriodicTask
-
-        tasks = PeriodicTask.objects.select_related("crontab", "interval", "clocked", "conveyor")
+        tasks = self.models.PeriodicTask.objects.select_related(
+            "crontab", "interval", "clocked", "conveyor"
+        )
         return [self._describe(task) for task in tasks.order_by("name")]
 
     def get(self, name: str) -> dict[str, Any]:
@@ -77,13 +91,12 @@ class ScheduleService:
     def preview(self, name: str, n: int = 10) -> builtins.list[datetime]:
         """The next ``n`` fire times of a schedule, in its time zone: what beat will fire."""
         info = self._describe(self._task(name))
-        return cron.next_fire_times(info["cron"], info["timezone"], n)
+        return schedule.next_fire_times(info["cron"], info["timezone"], n)
 
     def history(self, name: str, limit: int = 20) -> builtins.list[dict[str, Any]]:
         """The latest fires of a schedule, newest first."""
-        from beat.models import ScheduleFire
-
-        rows = ScheduleFire.objects.filter(schedule_name=name).order_by("-fire_time")[:limit]
+        fires = self.models.ScheduleFire.objects.filter(schedule_name=name)
+        rows = fires.order_by("-fire_time")[:limit]
         return [
             {
                 "fire_time": f.fire_time,
@@ -98,9 +111,8 @@ class ScheduleService:
 
     def leader(self) -> dict[str, Any] | None:
         """The beat holding the lease now, if any."""
-        from beat.models import BeatLease
-
-        lease = BeatLease.objects.filter(name="beat", expires_at__gt=datetime.now(UTC)).first()
+        live = self.models.BeatLease.objects.filter(expires_at__gt=datetime.now(UTC))
+        lease = live.filter(name=LEASE).first()
         if lease is None:
             return None
         return {
@@ -131,12 +143,6 @@ class ScheduleService:
         synced_hash: str = "",
     ) -> dict[str, Any]:
         """Create a schedule; every field is checked before anything is stored."""
-        from django.core.exceptions import ValidationError
-        from django.db import IntegrityError, transaction
-        from django_celery_beat.models import PeriodicTask
-
-        from beat.models import ScheduleOptions
-
         if not name or not name.strip():
             raise InvalidScheduleField("name", "a schedule needs a name")
         tz = timezone or get_settings().timezone
@@ -144,7 +150,7 @@ class ScheduleService:
         now = datetime.now(UTC)
         try:
             with transaction.atomic():
-                periodic = PeriodicTask(
+                periodic = self.models.PeriodicTask(
                     name=name,
                     task=task,
                     kwargs=json.dumps(kwargs),
@@ -154,7 +160,7 @@ class ScheduleService:
                 )
                 second = self._attach(periodic, parsed, tz, now)
                 periodic.save()
-                ScheduleOptions.objects.create(
+                self.models.ScheduleOptions.objects.create(
                     periodic_task=periodic,
                     second=second,
                     misfire_policy=misfire,
@@ -168,7 +174,7 @@ class ScheduleService:
                     seen_expression=f"{expression_of_task(periodic, second)}|{tz}",
                 )
         except (IntegrityError, ValidationError) as exc:
-            if PeriodicTask.objects.filter(name=name).exists():
+            if self.models.PeriodicTask.objects.filter(name=name).exists():
                 raise InvalidScheduleField("name", f"a schedule named {name!r} exists") from None
             raise InvalidScheduleField("schedule", str(exc)) from None
         return self._describe(self._task(name))
@@ -176,8 +182,6 @@ class ScheduleService:
     def update(self, name: str, *, actor: str = "operator", **changes: Any) -> dict[str, Any]:
         """Change some fields (cron, timezone, kwargs, queue, enabled, misfire, overlap,
         catch_up_limit, description, task); all are checked before anything is stored."""
-        from django.db import transaction
-
         known = {
             "cron", "timezone", "kwargs", "queue", "enabled", "misfire", "overlap",
             "catch_up_limit", "description", "task",
@@ -238,17 +242,12 @@ class ScheduleService:
 
     def trigger(self, name: str, actor: str = "operator") -> dict[str, Any]:
         """Run a schedule now (its overlap policy applies); the fire record says what happened."""
-        from app.celery import app
-        from app.db import engine
-        from app.jobs.releaser import Releaser
-        from beat.scheduler import Firing, build_plan, load_row
-
         periodic = self._task(name)
         now = datetime.now(UTC)
         created: list[Any] = []
         with engine().begin() as conn:
-            row = load_row(conn, periodic.id)
-            plan = build_plan(row, now)
+            row = tables.load_row(conn, periodic.id)
+            plan = tables.build_plan(row, now)
             Firing(app, f"run now by {actor}").fire(
                 conn, plan, now, f"run now by {actor}", created, outcome="triggered"
             )
@@ -264,13 +263,11 @@ class ScheduleService:
     ) -> dict[str, str]:
         """Create missing declared schedules, update those whose code changed, keep
         those an operator edited; return what happened to each (errors included)."""
-        from django_celery_beat.models import PeriodicTask
-
         outcome: dict[str, str] = {}
         for item in declared:
             wanted = self._declared(item)
             try:
-                existing = PeriodicTask.objects.filter(name=item.name).first()
+                existing = self.models.PeriodicTask.objects.filter(name=item.name).first()
                 if existing is None:
                     self.create(
                         item.name,
@@ -327,10 +324,8 @@ class ScheduleService:
         misfire: str,
         overlap: str,
         catch_up_limit: int,
-    ) -> tuple[cron.Cron, dict[str, Any]]:
-        from app.jobs.service import JobService
-
-        parsed = cron.validate(expression, tz)
+    ) -> tuple[schedule.Cron, dict[str, Any]]:
+        parsed = schedule.validate(expression, tz)
         if misfire not in MISFIRE:
             raise InvalidScheduleField("misfire", f"{misfire!r} is not one of {', '.join(MISFIRE)}")
         if overlap not in OVERLAP:
@@ -339,27 +334,23 @@ class ScheduleService:
             raise InvalidScheduleField("catch_up_limit", "must be a whole number from 1 to 1000")
         return parsed, JobService().validate(task, kwargs or {})
 
-    @staticmethod
-    def _attach(periodic: Any, parsed: cron.Cron, tz: str, now: datetime) -> str:
+    def _attach(self, periodic: Any, parsed: schedule.Cron, tz: str, now: datetime) -> str:
         """Point ``periodic`` at the schedule row for ``parsed``; return its seconds field."""
-        from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule
-
         periodic.crontab = periodic.interval = periodic.clocked = periodic.solar = None
         periodic.one_off = False
         if parsed.kind == "every":
-            assert parsed.every is not None
-            count, unit = parsed.expression.split()[1][:-1], parsed.expression.split()[1][-1]
+            count, unit = schedule.split_duration(parsed.expression.split()[1])
             periodic.interval = _first_or_create(
-                IntervalSchedule, every=int(count), period=UNITS[unit.lower()]
+                self.models.IntervalSchedule, every=count, period=schedule.PERIODS[unit]
             )
             return "0"
         if parsed.kind == "once":
-            periodic.clocked = _first_or_create(ClockedSchedule, clocked_time=now)
+            periodic.clocked = _first_or_create(self.models.ClockedSchedule, clocked_time=now)
             periodic.one_off = True
             return "0"
         second, minute, hour, dom, month, dow = parsed.fields
         periodic.crontab = _first_or_create(
-            CrontabSchedule,
+            self.models.CrontabSchedule,
             minute=minute,
             hour=hour,
             day_of_month=dom,
@@ -369,18 +360,15 @@ class ScheduleService:
         )
         return second
 
-    @staticmethod
-    def _options(periodic: Any) -> Any:
-        from beat.models import ScheduleOptions
-
-        options, _ = ScheduleOptions.objects.get_or_create(periodic_task=periodic)
+    def _options(self, periodic: Any) -> Any:
+        options, _ = self.models.ScheduleOptions.objects.get_or_create(periodic_task=periodic)
         return options
 
     def _task(self, name: str) -> Any:
-        from django_celery_beat.models import PeriodicTask
-
         task = (
-            PeriodicTask.objects.select_related("crontab", "interval", "clocked", "conveyor")
+            self.models.PeriodicTask.objects.select_related(
+                "crontab", "interval", "clocked", "conveyor"
+            )
             .filter(name=name)
             .first()
         )
@@ -420,15 +408,13 @@ class ScheduleService:
         return {key: info[key] for key in keys}
 
     def _declared(self, item: Recurring) -> dict[str, Any]:
-        from app.jobs.service import JobService
-
         try:
             kwargs = JobService().validate(item.task, item.kwargs)
         except ConveyorError:
             kwargs = item.kwargs
         return {
             "task": item.task,
-            "cron": cron.parse(item.cron).canonical if _parses(item.cron) else item.cron,
+            "cron": schedule.parse(item.cron).canonical if _parses(item.cron) else item.cron,
             "timezone": item.timezone or get_settings().timezone,
             "kwargs": kwargs,
             "queue": item.queue,
@@ -445,7 +431,7 @@ def _first_or_create(model: Any, **fields: Any) -> Any:
 
 def _parses(expression: str) -> bool:
     try:
-        cron.parse(expression)
+        schedule.parse(expression)
     except ConveyorError:
         return False
     return True
@@ -459,8 +445,8 @@ def expression_of_task(task: Any, second: str = "0") -> str:
         fields = [str(f).strip() for f in fields]
         return " ".join(fields if second == "0" else [second, *fields])
     if task.interval_id:
-        unit = {v: k for k, v in UNITS.items()}.get(task.interval.period, "s")
+        unit = tables.UNIT_OF_PERIOD.get(task.interval.period, "s")
         return f"@every {task.interval.every}{unit}"
     if task.clocked_id:
-        return cron.ONCE
+        return schedule.ONCE
     return ""

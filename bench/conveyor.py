@@ -2,7 +2,7 @@
 
 ``celery -A bench.conveyor worker -Q bench_conveyor`` runs the real
 :data:`app.celery.app` (every task module, every setting, results in
-PostgreSQL) plus :func:`noop`, a :class:`~tasks.base.ConveyorTask`. The extra
+PostgreSQL) plus :func:`noop`, a plain ``@app.task`` (so a ConveyorTask). The extra
 queue is declared like Conveyor's five, on the ``conveyor`` exchange, so that
 tests purging those five never see benchmark messages.
 """
@@ -15,7 +15,6 @@ from app.celery import app, task_queues
 from bench import probe
 from bench.variants import CONVEYOR_QUEUE as QUEUE
 from bench.variants import TASK_NAME
-from tasks.base import ConveyorTask
 
 
 def bench_queue() -> Queue:
@@ -36,7 +35,7 @@ if QUEUE not in {queue.name for queue in app.conf.task_queues}:
     app.conf.task_routes = {**app.conf.task_routes, TASK_NAME: {"queue": QUEUE}}
 
 
-@app.task(base=ConveyorTask, name=TASK_NAME, shared=False)
+@app.task(name=TASK_NAME, shared=False)
 def noop(sent: float) -> None:
     """Do nothing but tell the probe when it started."""
     probe.record(sent)

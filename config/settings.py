@@ -18,8 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Queues consumed by workers, most urgent first (Redis serves them in this order).
 QUEUES: tuple[str, ...] = ("critical", "default", "emails", "reports", "background")
-#: Where failed jobs wait for an operator; no worker consumes it.
-DEAD_LETTER_QUEUE = "dead_letter"
 
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 DATABASE_SCHEMES = ("postgresql", "postgresql+psycopg")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from app.celery import app
-from tasks.base import ConveyorTask
 
 
 class PingPayload(BaseModel):
@@ -14,7 +13,7 @@ class PingPayload(BaseModel):
     message: str = Field(default="ping", max_length=1000)
 
 
-@app.task(base=ConveyorTask, name="demo.ping", payload_model=PingPayload)
+@app.task(name="demo.ping", payload_model=PingPayload)
 def ping(message: str = "ping") -> str:
     """Echo ``message`` back from a worker."""
     return f"pong: {message}"

@@ -10,7 +10,6 @@ from app.celery import app
 from app.errors import PermanentError, TransientError
 from app.notifications import email
 from config.settings import get_settings
-from tasks.base import ConveyorTask
 
 
 class EmailPayload(BaseModel):
@@ -30,7 +29,7 @@ class EmailPayload(BaseModel):
         return value
 
 
-@app.task(base=ConveyorTask, name="emails.send", payload_model=EmailPayload)
+@app.task(name="emails.send", payload_model=EmailPayload)
 def send(to: list[str] | str, subject: str, body: str) -> str:
     """Send one mail through the configured SMTP server; return its Message-ID."""
     recipients = [to] if isinstance(to, str) else to

@@ -11,10 +11,9 @@ from sqlalchemy import text
 from app.celery import app
 from app.db import engine
 from app.errors import TransientError
-from tasks.base import ConveyorTask
 
 
-@app.task(base=ConveyorTask, name="health.probe", max_retries=2)
+@app.task(name="health.probe", max_retries=2)
 def probe() -> dict[str, object]:
     """Round-trip to the database from a worker and report how long it took."""
     started = time.perf_counter()

@@ -8,18 +8,18 @@ from sqlalchemy import text
 
 from app.celery import app
 from app.db import engine
-from app.jobs.heartbeat import recover_lost_jobs
 from config.settings import get_settings
-from tasks.base import ConveyorTask
 
 #: Jobs deleted per statement, so no delete holds its locks for long.
 BATCH = 2000
 
+#: A finished job whose ``finished_at`` the ledger lost (a duplicate delivery recorded
+#: after the end clears it) is dated by when it reached its status: it still goes.
 PURGE = text("""
 WITH doomed AS (
     SELECT id FROM jobs
-    WHERE status = ANY(:statuses) AND finished_at < :cutoff
-    ORDER BY finished_at
+    WHERE status = ANY(:statuses) AND coalesce(finished_at, status_at) < :cutoff
+    ORDER BY coalesce(finished_at, status_at)
     LIMIT :batch
     FOR UPDATE SKIP LOCKED
 ), events AS (
@@ -29,7 +29,7 @@ DELETE FROM jobs WHERE id IN (SELECT id FROM doomed)
 """)
 
 
-@app.task(base=ConveyorTask, name="maintenance.purge_finished_jobs")
+@app.task(name="maintenance.purge_finished_jobs")
 def purge_finished_jobs() -> dict[str, int]:
     """Delete finished jobs past their retention, with their events, in short batches."""
     ledger = get_settings().ledger
@@ -51,25 +51,3 @@ def purge_finished_jobs() -> dict[str, int]:
                 break
         deleted[label] = total
     return deleted
-
-
-FRESH = text("""
-SELECT last_seen > now() - make_interval(secs => :fresh) FROM workers WHERE hostname = :hostname
-""")
-
-
-@app.task(base=ConveyorTask, bind=True, name="maintenance.recover_stuck_jobs")
-def recover_stuck_jobs(self: ConveyorTask) -> int:
-    """Requeue jobs left ``running`` by workers that stopped heartbeating; return how many.
-
-    Only while this worker's own heartbeat is fresh: right after a database outage
-    every heartbeat is stale, and live workers' jobs must not be taken from them.
-    """
-    ledger = get_settings().ledger
-    with engine().connect() as conn:
-        fresh = conn.execute(
-            FRESH, {"fresh": 2 * ledger.heartbeat_interval_s, "hostname": self.request.hostname}
-        ).scalar()
-    if not fresh:
-        return 0
-    return len(recover_lost_jobs())

@@ -9,7 +9,6 @@ from sqlalchemy import text
 from app.celery import app
 from app.db import engine
 from app.jobs.models import FINISHED, JobStatus
-from tasks.base import ConveyorTask
 from tasks.statistics import durations_by_handler, window_start
 
 #: Failure groups the daily summary lists, most frequent first.
@@ -36,7 +35,7 @@ LIMIT :limit
 """)
 
 
-@app.task(base=ConveyorTask, name="reports.job_summary")
+@app.task(name="reports.job_summary")
 def job_summary(hours: int = 24) -> dict[str, Any]:
     """Summarize the jobs created in the last ``hours`` hours.
 

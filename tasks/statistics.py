@@ -14,7 +14,6 @@ from app.celery import app
 from app.db import engine
 from app.jobs.store import counts
 from config.settings import get_settings
-from tasks.base import ConveyorTask
 
 #: Redis key holding the latest :func:`job_stats` result, as JSON.
 CACHE_KEY = "conveyor:stats:jobs"
@@ -63,7 +62,7 @@ def durations_by_handler(conn: Connection, since: datetime) -> dict[str, dict[st
     }
 
 
-@app.task(base=ConveyorTask, name="statistics.job_stats")
+@app.task(name="statistics.job_stats")
 def job_stats(hours: int = 24) -> dict[str, Any]:
     """Count and time the jobs of the last ``hours`` hours; cache the result and return it.
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.errors import ConveyorError
+from app.schedule import parse_duration
 
 
 def add_commands(sub: Any) -> None:
@@ -44,15 +45,6 @@ def add_commands(sub: Any) -> None:
     enqueue.add_argument("--name", dest="job_name")
     enqueue.add_argument("--idempotency-key")
     enqueue.set_defaults(func=cmd_enqueue)
-
-
-def parse_delay(text: str) -> timedelta:
-    """``90s``, ``15m``, ``2h`` or ``1d`` as a timedelta; ``ValueError`` naming it otherwise."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit():
-        raise ValueError(f"--in {text!r}: use a whole number and s, m, h or d (e.g. 15m)")
-    return timedelta(**{units[unit]: int(number)})
 
 
 def _json(value: Any) -> str:
@@ -105,7 +97,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         if args.at:
             schedule = datetime.fromisoformat(args.at)
         elif args.delay:
-            schedule = parse_delay(args.delay)
+            schedule = parse_duration(args.delay)
         job_id = JobService().enqueue(
             args.handler,
             payload,

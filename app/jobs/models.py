@@ -22,7 +22,7 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"  #: returned a result
     FAILED = "failed"  #: failed for good (not dead-lettered: e.g. a revoked chain member)
     CANCELLED = "cancelled"  #: an operator cancelled it; it never runs again
-    DEAD = "dead"  #: in the dead-letter queue, waiting for an operator
+    DEAD = "dead"  #: failed for good: the dead-letter queue, until requeued or purged
 
 
 #: States a job leaves only by an operator's requeue.
@@ -45,6 +45,9 @@ class Job(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     handler: Mapped[str] = mapped_column(String(200))
     job_name: Mapped[str | None] = mapped_column(String(200))
+    #: The name of the unfinished run this job waits for (a schedule's overlap policy
+    #: ``queue_one``); it takes that name and is released when that run ends.
+    waits_for: Mapped[str | None] = mapped_column(String(200))
     queue: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     meta: Mapped[dict[str, Any]] = mapped_column(
@@ -83,6 +86,14 @@ class Job(Base):
             unique=True,
             postgresql_where=text(
                 "job_name IS NOT NULL AND status IN ('scheduled','queued','running','retrying')"
+            ),
+        ),
+        Index(
+            "ux_jobs_waiting",
+            "waits_for",
+            unique=True,
+            postgresql_where=text(
+                "waits_for IS NOT NULL AND status IN ('scheduled','queued','running','retrying')"
             ),
         ),
         Index("ix_jobs_release", "release_at", postgresql_where=text("release_at IS NOT NULL")),

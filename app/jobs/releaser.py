@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -25,7 +25,6 @@ from sqlalchemy import Connection, text
 from app.db import engine
 from app.jobs.lifecycle import RECORDED_HEADER
 from app.jobs.models import JobStatus
-from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +61,13 @@ WHERE id = :id
 """)
 
 
-def due_time(options: dict[str, Any]) -> datetime | None:
-    """When a message published with ``options`` is due (None: now)."""
-    eta, countdown = options.get("eta"), options.get("countdown")
-    if eta is not None:
-        when = datetime.fromisoformat(eta) if isinstance(eta, str) else eta
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-    if countdown:
-        return datetime.now(UTC) + timedelta(seconds=float(countdown))
-    return None
+def due_time(headers: dict[str, Any]) -> datetime | None:
+    """When a message with these Celery headers is due (None: now)."""
+    eta = headers.get("eta")
+    if not eta:
+        return None
+    when = datetime.fromisoformat(eta) if isinstance(eta, str) else eta
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def hold(
@@ -113,29 +110,41 @@ def hold(
     return bool(created)
 
 
-def hold_if_later(
-    celery_app: Any, name: str, args: Any, kwargs: Any, options: dict[str, Any]
-) -> Any | None:
-    """Hold a message due later than the horizon; return its AsyncResult, else None."""
-    due = due_time(options)
-    horizon = timedelta(seconds=get_settings().ledger.hold_after_s)
-    if due is None or due - datetime.now(UTC) <= horizon:
-        return None
-    job_id = str(options.get("task_id") or uuid.uuid4())
-    queue = options.get("queue") or celery_app.amqp.router.route({}, name)["queue"].name
-    queue = getattr(queue, "name", queue)
+def hold_message(
+    celery_app: Any,
+    name: str,
+    headers: dict[str, Any],
+    args: Any,
+    kwargs: Any,
+    queue: str,
+    due: datetime,
+    priority: int | None = None,
+) -> None:
+    """Hold a message due at ``due`` in PostgreSQL instead of the broker.
+
+    Called by the producer side (:mod:`app.jobs.publisher`) with the message's
+    Celery headers; what its next publish needs is kept as publish options.
+    """
+    hard, soft = (headers.get("timelimit") or (None, None))[:2]
+    options = {
+        "queue": queue,
+        "priority": priority,
+        "retries": headers.get("retries"),
+        "expires": headers.get("expires"),
+        "time_limit": hard,
+        "soft_time_limit": soft,
+    }
     with engine().begin() as conn:
         hold(
             conn,
-            job_id=job_id,
+            job_id=str(headers["id"]),
             handler=name,
             queue=queue,
             args=args,
             kwargs=kwargs,
             due=due,
-            options={**options, "queue": queue},
+            options=options,
         )
-    return celery_app.AsyncResult(job_id)
 
 
 class Releaser:
@@ -160,6 +169,8 @@ class Releaser:
             for row in conn.execute(DUE, params).mappings().all():
                 payload, options = row["payload"] or {}, dict(row["publish_options"] or {})
                 options.setdefault("queue", row["queue"])
+                if isinstance(options.get("expires"), str):
+                    options["expires"] = datetime.fromisoformat(options["expires"])
                 self.app.send_task(
                     row["handler"],
                     args=payload.get("args") or [],

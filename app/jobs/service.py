@@ -28,6 +28,7 @@ from app.jobs.gate import gate
 from app.jobs.lifecycle import RECORDED_HEADER
 from app.jobs.models import FINISHED, JobStatus
 from app.jobs.store import JobStore
+from app.schedule import next_fire_times
 from config.settings import get_settings, mask_url
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class JobService:
 
         ``schedule``: None or ``"@once"`` (now), a datetime, a timedelta from now, or a
         cron expression: this job runs once, at the expression's next fire time in the
-        ``timezone`` setting (DST rule of :mod:`beat.cron`). Recurring runs are schedules
+        ``timezone`` setting (DST rule of :mod:`app.schedule`). Recurring runs are schedules
         (:class:`beat.service.ScheduleService`), each fire of which is a job.
         With ``connection`` the job joins the caller's transaction: it is published
         (by the releaser, within a second) if and only if that transaction commits.
@@ -132,9 +133,7 @@ class JobService:
         if schedule is None or schedule == "@once":
             return now
         if isinstance(schedule, str):
-            from beat import cron
-
-            return cron.next_fire_times(schedule, get_settings().timezone, 1, after=now)[0]
+            return next_fire_times(schedule, get_settings().timezone, 1, after=now)[0]
         if isinstance(schedule, timedelta):
             if schedule < timedelta(0):
                 raise InvalidSchedule(schedule, "a delay cannot be negative")
@@ -268,7 +267,17 @@ class JobService:
 
     def delete(self, job_id: uuid.UUID | str) -> None:
         """Remove a finished job and its history (an unfinished one must be cancelled first)."""
-        self.store.delete(job_id, finished=set(FINISHED))
+        self._remove(job_id, set(FINISHED))
+
+    def purge(self, job_id: uuid.UUID | str) -> None:
+        """Remove a dead job and its history from the dead-letter queue, for good.
+
+        :class:`~app.errors.InvalidTransition` for a job that is not dead.
+        """
+        self._remove(job_id, {JobStatus.DEAD})
+
+    def _remove(self, job_id: uuid.UUID | str, finished: set[str]) -> None:
+        self.store.delete(job_id, finished=finished)
         try:
             gate.forget(str(job_id))
         except redis.RedisError as exc:  # its key expires on its own

@@ -77,7 +77,8 @@ class JobStore:
         self.db = db or engine()
 
     def create(self, row: dict[str, Any], conn: Connection | None = None) -> tuple[uuid.UUID, bool]:
-        """Insert a job unless its idempotency key or active name exists; (id, created).
+        """Insert a job unless its idempotency key, active name or waiting name (``waits_for``)
+        exists; (id, created).
 
         With ``conn`` the insert joins the caller's transaction (and commits with it).
         """
@@ -112,13 +113,14 @@ class JobStore:
         clauses = []
         if row.get("idempotency_key"):
             clauses.append(JOBS.c.idempotency_key == row["idempotency_key"])
-        if row.get("job_name"):
-            clauses.append(
-                and_(
-                    JOBS.c.job_name == row["job_name"],
-                    JOBS.c.status.in_(["scheduled", "queued", "running", "retrying"]),
+        for column in ("job_name", "waits_for"):
+            if row.get(column):
+                clauses.append(
+                    and_(
+                        JOBS.c[column] == row[column],
+                        JOBS.c.status.in_(["scheduled", "queued", "running", "retrying"]),
+                    )
                 )
-            )
         existing = (
             conn.execute(select(JOBS.c.id).where(or_(*clauses))).scalar() if clauses else None
         )

@@ -18,7 +18,7 @@ from ninja import NinjaAPI
 
 from app.web import api_errors
 from app.web.api_admin import router as admin_router
-from app.web.api_auth import READ, docs_guard
+from app.web.api_auth import READ, require_docs_access
 from app.web.api_errors import ApiError
 from app.web.api_jobs import router as jobs_router
 from app.web.api_operations import router as operations_router
@@ -26,7 +26,24 @@ from app.web.api_schedules import router as schedules_router
 
 
 class ConveyorApi(NinjaAPI):
-    """A NinjaAPI whose 404 and 405 answers are JSON too."""
+    """A NinjaAPI whose 404 and 405 answers are JSON too, and whose docs need a login
+    or a ``read`` token."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(docs_decorator=self.guard_docs, **options)
+
+    def guard_docs(self, view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        """Serve the OpenAPI document and its page to a console user or a ``read`` token."""
+
+        @functools.wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                require_docs_access(request)
+            except ApiError as exc:
+                return api_errors.respond(self, request, exc)
+            return view(request, *args, **kwargs)
+
+        return guarded
 
     @property
     def urls(self) -> tuple[list[URLResolver | URLPattern], str, str]:
@@ -68,7 +85,6 @@ api = ConveyorApi(
     description=__doc__,
     urls_namespace="api-v1",
     auth=READ,
-    docs_decorator=docs_guard,
 )
 api_errors.install(api)
 for router in (jobs_router, schedules_router, operations_router, admin_router):

@@ -8,11 +8,9 @@ than the payload limit allows (413) before anything reads it.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from app.web import tokens
@@ -87,20 +85,8 @@ def needs(scope: str) -> dict[str, Any]:
     return {"auth": AUTH[scope], "openapi_extra": {"x-scope": scope}}
 
 
-def docs_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Serve the OpenAPI document and its page to a console user or a ``read`` token."""
-
-    @functools.wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user = getattr(request, "user", None)
-        if not (user is not None and user.is_authenticated and user.is_staff):
-            try:
-                READ(request)
-            except ApiError as exc:
-                from app.web.api import api
-                from app.web.api_errors import respond
-
-                return respond(api, request, exc)
-        return view(request, *args, **kwargs)
-
-    return guarded
+def require_docs_access(request: HttpRequest) -> None:
+    """Let a console user or a ``read`` token see the OpenAPI document; 401 or 403 otherwise."""
+    user = getattr(request, "user", None)
+    if not (user is not None and user.is_authenticated and user.is_staff):
+        READ(request)

@@ -28,13 +28,14 @@ from app.errors import (
     GateUnavailable,
     InvalidPayload,
     InvalidSchedule,
+    InvalidScheduleField,
     InvalidTransition,
     JobNameTaken,
     JobNotFound,
     PayloadTooLarge,
+    ScheduleNotFound,
     UnknownHandler,
 )
-from beat.service import InvalidScheduleField, ScheduleNotFound
 
 logger = logging.getLogger(__name__)
 

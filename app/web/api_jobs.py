@@ -12,10 +12,11 @@ from kombu.utils import json as kombu_json
 from ninja import Query, Router
 from pydantic import Field
 
-from app.errors import ConveyorError, JobNameTaken
+from app.errors import ConveyorError, InvalidDuration, JobNameTaken
 from app.jobs.models import JobStatus
 from app.jobs.service import CANCELLABLE, REQUEUEABLE, JobService, Schedule
 from app.jobs.store import decode_cursor
+from app.schedule import describe_error, parse_duration
 from app.web import audit
 from app.web.api_auth import needs
 from app.web.api_errors import ApiError, fields
@@ -31,7 +32,6 @@ from app.web.api_schemas import (
     Text,
     errors,
 )
-from beat.cron import describe_error
 
 router = Router(tags=["jobs"])
 
@@ -39,15 +39,16 @@ router = Router(tags=["jobs"])
 MAX_METADATA_BYTES = 64 * 1024
 #: Longest delay a schedule such as ``90s`` may ask for.
 MAX_DELAY = timedelta(days=3650)
-DELAY = re.compile(r"(\d{1,9})([smhd])")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-PAST = {"requeue": "requeued", "cancel": "cancelled"}
+PAST = {"requeue": "requeued", "cancel": "cancelled", "purge": "purged"}
 #: States a bulk action takes when no status is given.
 BULK_DEFAULT = {
     "requeue": (JobStatus.FAILED, JobStatus.DEAD),
     "cancel": (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING),
+    "purge": (JobStatus.DEAD,),
 }
+#: States each bulk action may take.
+BULK_ALLOWED = {"requeue": REQUEUEABLE, "cancel": CANCELLABLE, "purge": {JobStatus.DEAD}}
 
 
 def parse_schedule(text: str | None) -> Schedule:
@@ -55,13 +56,15 @@ def parse_schedule(text: str | None) -> Schedule:
     if text is None or text.strip() in ("", "@once"):
         return None
     text = text.strip()
-    delay = DELAY.fullmatch(text)
-    if delay:
-        value = timedelta(**{UNITS[delay.group(2)]: int(delay.group(1))})
-        if value > MAX_DELAY:
+    try:
+        delay: timedelta | None = parse_duration(text)
+    except InvalidDuration:
+        delay = None  # not a delay: a time or a cron expression
+    if delay is not None:
+        if delay > MAX_DELAY:
             message = f"a delay is at most {MAX_DELAY.days} days"
             raise ApiError(422, "invalid_schedule", message, "schedule")
-        return value
+        return delay
     if ISO_DATE.match(text):
         try:
             return datetime.fromisoformat(text)
@@ -153,7 +156,7 @@ def requeue_one(service: JobService, job_id: uuid.UUID, job: dict[str, Any] | No
 
 
 def _matching(action: str, body: BulkFilter) -> list[uuid.UUID]:
-    allowed = REQUEUEABLE if action == "requeue" else CANCELLABLE
+    allowed = set(BULK_ALLOWED[action])
     if isinstance(body, BulkCancel) and body.terminate:
         allowed = allowed | {JobStatus.RUNNING}
     if body.status is not None and body.status not in allowed:
@@ -196,6 +199,8 @@ def _bulk(request: HttpRequest, action: str, body: BulkFilter) -> dict[str, Any]
         try:
             if isinstance(body, BulkCancel):
                 service.cancel(job_id, terminate=body.terminate)
+            elif action == "purge":
+                service.purge(job_id)
             else:
                 requeue_one(service, job_id)
             done.append(job_id)
@@ -223,6 +228,13 @@ def bulk_requeue(request: HttpRequest, body: BulkFilter) -> dict[str, Any]:
 def bulk_cancel(request: HttpRequest, body: BulkCancel) -> dict[str, Any]:
     """Cancel every job the filter matches (those that wait unless a status is given)."""
     return _bulk(request, "cancel", body)
+
+
+@router.post("/jobs/bulk/purge", response={200: BulkOut, **errors()}, **needs("write"))
+def bulk_purge(request: HttpRequest, body: BulkFilter) -> dict[str, Any]:
+    """Delete every dead job the filter matches, with its history: the dead-letter
+    queue's purge (only ``dead`` jobs; requeue the others or let retention take them)."""
+    return _bulk(request, "purge", body)
 
 
 @router.get("/jobs/{job_id}", response={200: JobDetail, **errors(404)}, **needs("read"))
@@ -272,3 +284,14 @@ def requeue(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
     after = service.get(job_id)
     audit.record(request, "job.requeue", f"job:{job_id}", _snapshot(before), _snapshot(after))
     return {**job_out(after), "events": service.history(job_id)}
+
+
+@router.post("/jobs/{job_id}/purge", response={200: BulkOut, **errors(404, 409)}, **needs("write"))
+def purge(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
+    """Delete a dead job and its history, for good (409 for a job that is not dead)."""
+    service = JobService()
+    with fields():
+        before = service.get(job_id)
+        service.purge(job_id)
+    audit.record(request, "job.purge", f"job:{job_id}", _snapshot(before), None)
+    return {"matched": 1, "done": [job_id], "skipped": []}

@@ -9,13 +9,13 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from sqlalchemy import text
 
-from app.celery import app, dead_letter_queue
+from app.celery import app
 from app.db import engine
 from app.jobs.store import counts
 from app.web.api_auth import needs
 from app.web.api_errors import ApiError
 from app.web.api_schemas import errors
-from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+from config.settings import QUEUES, get_settings
 
 router = Router(tags=["operations"])
 
@@ -171,7 +171,8 @@ def workers(request: HttpRequest) -> list[dict[str, Any]]:
 
 @router.get("/queues", response={200: list[QueueOut], **errors(503)}, **needs("read"))
 def queues(request: HttpRequest) -> list[dict[str, Any]]:
-    """Messages waiting in each queue, ``dead_letter`` included, and who consumes each."""
+    """Messages waiting in each work queue, and who consumes each (dead jobs are the
+    ledger's: ``GET /jobs?status=dead``)."""
     _broker_up()
     consumers: dict[str, list[str]] = {name: [] for name in QUEUES}
     for row in heartbeats():
@@ -181,8 +182,8 @@ def queues(request: HttpRequest) -> list[dict[str, Any]]:
     out = []
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for name in [*QUEUES, DEAD_LETTER_QUEUE]:
-            queue = dead_letter_queue() if name == DEAD_LETTER_QUEUE else declared[name]
+        for name in QUEUES:
+            queue = declared[name]
             # Not passive: Redis drops an empty list, and a passive declare would then fail.
             ok: Any = queue(channel).queue_declare()
             out.append(

@@ -14,7 +14,8 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.params import functions as param
 
-from app.errors import ConveyorError
+from app import schedule
+from app.errors import ConveyorError, ScheduleNotFound
 from app.jobs.service import JobService
 from app.web import audit
 from app.web.api_auth import needs
@@ -29,8 +30,7 @@ from app.web.api_schemas import (
     TriggerOut,
     errors,
 )
-from beat import cron
-from beat.service import ScheduleNotFound, ScheduleService
+from beat.service import ScheduleService
 from config.settings import get_settings
 
 router = Router(tags=["schedules"])
@@ -79,14 +79,14 @@ def check_cron(expression: str | None, tz: str | None) -> None:
     """Name the field when the time zone or the expression is unusable."""
     if tz is not None:
         try:
-            cron.zone(tz)
+            schedule.zone(tz)
         except ConveyorError as exc:
             raise ApiError(422, "invalid_schedule", str(exc), "timezone") from None
     if expression is not None:
         try:
-            cron.validate(expression, tz or get_settings().timezone)
+            schedule.validate(expression, tz or get_settings().timezone)
         except Exception as exc:  # any failure to read an expression is the input's
-            raise ApiError(422, "invalid_schedule", cron.describe_error(exc), "cron") from None
+            raise ApiError(422, "invalid_schedule", schedule.describe_error(exc), "cron") from None
 
 
 def detail(service: ScheduleService, name: str) -> dict[str, Any]:
@@ -104,9 +104,9 @@ def detail(service: ScheduleService, name: str) -> dict[str, Any]:
 
 def _preview(expression: str, tz: str, n: int) -> dict[str, Any]:
     try:
-        fires = cron.next_fire_times(expression, tz, n)
+        fires = schedule.next_fire_times(expression, tz, n)
     except Exception as exc:  # a stored or given expression that cannot be read
-        raise ApiError(422, "invalid_schedule", cron.describe_error(exc), "cron") from None
+        raise ApiError(422, "invalid_schedule", schedule.describe_error(exc), "cron") from None
     return {"cron": expression, "timezone": tz, "fires": fires}
 
 

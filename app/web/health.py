@@ -19,10 +19,10 @@ from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 from sqlalchemy import text
 
-from app.celery import app, dead_letter_queue
+from app.celery import app
 from app.db import engine
 from app.web.tokens import allows, authenticate
-from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+from config.settings import QUEUES, get_settings
 
 #: Seconds any one network step of a probe may take.
 PROBE_TIMEOUT_S = 1.0
@@ -77,14 +77,14 @@ def broker_connection(timeout_s: float = PROBE_TIMEOUT_S) -> Iterator[Connection
 
 
 def queue_depths(conn: Connection) -> dict[str, int]:
-    """Messages waiting in each work queue and in ``dead_letter``, as the broker counts them."""
+    """Messages waiting in each work queue, as the broker counts them."""
     channel = conn.default_channel
     depths = {}
-    for queue in [*app.amqp.queues.values(), dead_letter_queue()]:
+    for queue in app.amqp.queues.values():
         # Not passive: Redis drops an empty list, and a passive declare would then fail.
         declared: Any = queue(channel).queue_declare()
         depths[queue.name] = int(declared.message_count)
-    return {name: depths.get(name, 0) for name in (*QUEUES, DEAD_LETTER_QUEUE)}
+    return {name: depths.get(name, 0) for name in QUEUES}
 
 
 def consumers(conn: Connection) -> dict[str, list[str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client.exposition import choose_encoder
@@ -18,42 +17,12 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import text
 
 from app.db import engine
-from app.errors import ConveyorError
 from app.jobs.models import JobStatus
 from app.web.health import beat_leader, broker_connection, queue_depths, refuse_without_read_token
-from beat.scheduler import LOAD, build_plan, expression_of
-from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+from beat.lateness import schedule_lags
+from config.settings import QUEUES, get_settings
 
 logger = logging.getLogger(__name__)
-
-
-def schedule_lags(now: datetime | None = None) -> dict[str, float]:
-    """Seconds each enabled schedule's oldest due fire has waited for beat (0: on time).
-
-    The first fire after the schedule's cursor (the last fire beat handled) is due;
-    if that time has passed, beat is that late. A schedule beat has not seen yet (or
-    whose expression was edited since) counts from its last change, as beat does.
-    """
-    now = now or datetime.now(UTC)
-    with engine().connect() as conn:
-        rows = conn.execute(LOAD, {"include_disabled": False, "only": None}).mappings().all()
-    lags = {}
-    for row in rows:
-        try:
-            expression, tz = expression_of(row)
-            base = row["cursor"]
-            if base is None or row["seen_expression"] != f"{expression}|{tz}":
-                changes = (t for t in (base, row["date_changed"]) if t is not None)
-                base = min(max(changes, default=now), now)
-            plan = build_plan(row, base)
-        except (ConveyorError, ValueError, TypeError):
-            continue  # beat disables a row it cannot schedule: nothing is late
-        due = plan.next_fire
-        if due is None or due >= now or (plan.expires is not None and due > plan.expires):
-            lags[row["name"]] = 0.0
-        else:
-            lags[row["name"]] = (now - due).total_seconds()
-    return lags
 
 
 def _jobs() -> Iterator[Metric]:
@@ -69,6 +38,12 @@ def _jobs() -> Iterator[Metric]:
     for (state, queue), count in sorted(counts.items()):
         family.add_metric([state, queue], count)
     yield family
+    # The ledger's dead jobs are the dead-letter queue: the count the console shows.
+    yield GaugeMetricFamily(
+        "conveyor_dead_letters",
+        "Dead jobs waiting for an operator to requeue or purge them.",
+        value=sum(n for (state, _), n in counts.items() if state == JobStatus.DEAD),
+    )
 
 
 def _workers() -> Iterator[Metric]:
@@ -96,11 +71,6 @@ def _broker() -> Iterator[Metric]:
     for queue, depth in depths.items():
         family.add_metric([queue], depth)
     yield family
-    yield GaugeMetricFamily(
-        "conveyor_dead_letters",
-        "Failed jobs waiting in the dead-letter queue for an operator.",
-        value=depths[DEAD_LETTER_QUEUE],
-    )
 
 
 def _beat() -> Iterator[Metric]:

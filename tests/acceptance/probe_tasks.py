@@ -7,16 +7,19 @@ duplicate run, a row per execution does not.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import time
 
 import psycopg
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from app.celery import app
 from app.errors import PermanentError, TransientError
+from app.jobs.task import ConveyorTask
 from config.settings import get_settings
-from tasks.base import ConveyorTask
 
 DDL = """
 CREATE TABLE IF NOT EXISTS probe_effects (
@@ -52,7 +55,7 @@ def effect(key: str, phase: str, retries: int = 0) -> int:
     return int(row[0])
 
 
-@app.task(base=ConveyorTask, name="probe.record")
+@app.task(name="probe.record")
 def record(key: str, sleep_s: float = 0.0, kill_first: bool = False) -> str:
     """Run once for ``key``: a start row, an optional sleep, a done row."""
     starts = effect(key, "start")
@@ -63,7 +66,7 @@ def record(key: str, sleep_s: float = 0.0, kill_first: bool = False) -> str:
     return key
 
 
-@app.task(base=ConveyorTask, bind=True, name="probe.flaky", max_retries=3, retry_backoff=2)
+@app.task(bind=True, name="probe.flaky", max_retries=3, retry_backoff=2)
 def flaky(self: ConveyorTask, key: str, failures: int) -> int:
     """Fail with ``TransientError`` ``failures`` times, then succeed."""
     starts = effect(key, "start", self.request.retries)
@@ -73,7 +76,7 @@ def flaky(self: ConveyorTask, key: str, failures: int) -> int:
     return starts
 
 
-@app.task(base=ConveyorTask, bind=True, name="probe.broken", max_retries=2, retry_backoff=1)
+@app.task(bind=True, name="probe.broken", max_retries=2, retry_backoff=1)
 def broken(self: ConveyorTask, key: str) -> str:
     """Fail with ``TransientError`` while a flag row for ``key`` exists."""
     effect(key, "start", self.request.retries)
@@ -84,21 +87,21 @@ def broken(self: ConveyorTask, key: str) -> str:
     return key
 
 
-@app.task(base=ConveyorTask, name="probe.rejects")
+@app.task(name="probe.rejects")
 def rejects(key: str) -> None:
     """Fail with ``PermanentError`` at once: no retry."""
     effect(key, "start")
     raise PermanentError(f"{key} can never succeed")
 
 
-@app.task(base=ConveyorTask, name="probe.suicide")
+@shared_task(name="probe.suicide")
 def suicide(key: str) -> None:
     """Kill the process running it, every time (an OOM, a segfault)."""
     effect(key, "start")
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-@app.task(base=ConveyorTask, bind=True, name="probe.stamp")
+@app.task(bind=True, name="probe.stamp")
 def stamp(self: ConveyorTask, sleep_s: float = 0.0) -> str:
     """One execution of a scheduled run: start and done rows keyed by the job id."""
     effect(str(self.request.id), "start")
@@ -107,7 +110,63 @@ def stamp(self: ConveyorTask, sleep_s: float = 0.0) -> str:
     return str(self.request.id)
 
 
-@app.task(base=ConveyorTask, name="probe.frozen")
+@app.task(name="probe.frozen")
 def frozen() -> int:
     """How many objects this pool process's garbage collector leaves alone (gc.freeze)."""
     return gc.get_freeze_count()
+
+
+# Time limits, memory and chords (test_time_limits.py, test_memory.py, test_chords.py).
+
+#: What ``probe.hoard`` keeps for the life of its pool process: a leak, on purpose.
+_hoard: list[bytes] = []
+
+
+@app.task(
+    bind=True,
+    name="probe.overrun",
+    soft_time_limit=1,
+    time_limit=2,
+    max_retries=1,
+    retry_backoff=1,
+)
+def overrun(self: ConveyorTask, key: str, on_soft: str = "cleanup") -> str:
+    """Sleep past the soft time limit (1 s); ``on_soft`` says what the task does then.
+
+    ``cleanup``: write a cleanup row and re-raise. ``retry``: write it and raise
+    ``TransientError`` (the retry returns at once). ``ignore``: write a soft row and
+    sleep on until the hard limit (2 s) kills the process.
+    """
+    retries = int(self.request.retries or 0)
+    effect(key, "start", retries)
+    if on_soft == "retry" and retries:
+        effect(key, "done", retries)
+        return key
+    try:
+        time.sleep(10)
+    except SoftTimeLimitExceeded:
+        if on_soft == "ignore":
+            effect(key, "soft", retries)
+            time.sleep(10)
+        effect(key, "cleanup", retries)
+        if on_soft == "retry":
+            raise TransientError(f"{key}: over the soft time limit") from None
+        raise
+    effect(key, "done", retries)
+    return key
+
+
+@app.task(name="probe.hoard")
+def hoard(key: str, mib: int = 20) -> int:
+    """Keep ``mib`` MiB more in this pool process, for its life; return the MiB it holds."""
+    effect(key, "start")
+    _hoard.append(b"\xff" * (mib << 20))  # written, so resident
+    effect(key, "done")
+    return sum(len(chunk) for chunk in _hoard) >> 20
+
+
+@app.task(name="probe.collect")
+def collect(results: list[str], key: str) -> list[str]:
+    """A chord's callback: one row per execution, its phase naming the results it got."""
+    effect(key, "callback " + json.dumps(results))
+    return results

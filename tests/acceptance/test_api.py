@@ -19,7 +19,7 @@ import pytest
 from tests.acceptance.api_support import Api, actor, running, token
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Web
-from tests.conftest import use_broker
+from tests.servers import use_broker
 
 pytestmark = pytest.mark.acceptance
 
@@ -271,10 +271,10 @@ def test_operations_show_workers_queues_services_and_stats(api: Api, effects: Ef
         10,
         "the worker's heartbeat",
     )
-    assert list(queues) == ["critical", "default", "emails", "reports", "background", "dead_letter"]
+    # Dead jobs are the ledger's (GET /jobs?status=dead): the broker holds no letters.
+    assert list(queues) == ["critical", "default", "emails", "reports", "background"]
     assert all(isinstance(q["depth"], int) and q["depth"] >= 0 for q in queues.values())
     assert queues["default"]["consumers"] == [worker["hostname"]]
-    assert queues["dead_letter"]["consumers"] == []
     services = api.ok("GET", "/services")
     assert services["beat_leader"] is not None
     assert any(b["leader"] and b["alive"] for b in services["beats"])
@@ -366,5 +366,5 @@ def test_queue_depths_are_read_from_rabbitmq_too(writer: tuple[Any, str]) -> Non
         env = {**os.environ, "CONVEYOR_BROKER__URL": rabbit.url}
         with Web(env=env) as web:
             queues = {q["name"]: q for q in Api(web.url, writer[1]).ok("GET", "/queues")}
-    assert list(queues) == ["critical", "default", "emails", "reports", "background", "dead_letter"]
+    assert list(queues) == ["critical", "default", "emails", "reports", "background"]
     assert queues["reports"]["depth"] == 2 and queues["default"]["depth"] == 0

@@ -12,7 +12,7 @@ import pytest
 from app.jobs.service import JobService
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Worker
-from tests.conftest import Broker
+from tests.servers import Broker
 from tests.services import ROOT
 
 pytestmark = pytest.mark.acceptance

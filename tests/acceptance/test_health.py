@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,18 +26,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from app import deadletter
 from app.celery import app, configure
 from app.db import engine
 from app.embedded import EmbeddedRedis, free_port
+from app.errors import JobNotFound
+from app.jobs.service import JobService
 from app.web.health import broker_connection, queue_depths
 from app.web.metrics import ConveyorCollector
 from beat.service import ScheduleService, ensure_django
-from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+from config.settings import QUEUES, get_settings
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
-from tests.acceptance.workers import Beat, Web, Worker
-from tests.conftest import TEST_REDIS_DB, Broker, purge_queues, services
+from tests.acceptance.workers import PROBES, Beat, Web, Worker
+from tests.servers import TEST_REDIS_DB, Broker, services
 
 pytestmark = pytest.mark.acceptance
 
@@ -174,21 +177,19 @@ def producer(system: System) -> Iterator[Broker]:
         configure(app, get_settings())
 
 
-def test_queue_depths_on_each_broker_count_work_and_dead_letters(broker: Broker) -> None:
+def test_queue_depths_on_each_broker_count_every_published_message(broker: Broker) -> None:
     """In-process, with no worker running: every published message is counted, per queue."""
     for i in range(3):
         probe_tasks.record.apply_async((f"depth-{i}",), queue="emails")
-    deadletter.publish(app, {"task": "probe.record", "task_id": str(uuid.uuid4()), "args": []})
     with broker_connection() as conn:
         depths = queue_depths(conn)
-    assert depths == {**dict.fromkeys(QUEUES, 0), "emails": 3, DEAD_LETTER_QUEUE: 1}
+    assert depths == {**dict.fromkeys(QUEUES, 0), "emails": 3}
     samples = {
         (s.name, tuple(s.labels.values())): s.value
         for family in ConveyorCollector().collect()
         for s in family.samples
     }
     assert samples[("conveyor_queue_depth", ("emails",))] == 3
-    assert samples[("conveyor_dead_letters", ())] == 1
     assert samples[("conveyor_scrape_error", ("broker",))] == 0
 
 
@@ -213,7 +214,7 @@ def test_ready_is_green_with_each_check_when_everything_runs(system: System) -> 
     queues = checks["workers"]["queues"]
     assert queues["background"] == [system.workers["background"].hostname]
     assert all(queues[q] == [system.workers["main"].hostname] for q in QUEUES[:-1])
-    assert set(checks["broker"]["depths"]) == {*QUEUES, DEAD_LETTER_QUEUE}
+    assert set(checks["broker"]["depths"]) == set(QUEUES)
     started = time.monotonic()
     system.ready()
     assert time.monotonic() - started < 3, "readiness must answer within 3 s"
@@ -244,17 +245,15 @@ def test_metrics_count_jobs_dead_letters_workers_and_the_leader(
     )
     Effects().flag("metrics-broken", True)
     probe_tasks.broken.delay("metrics-broken")
-    # The dead letter is published before the ledger's batch (at most 0.2 s) is written.
     wait_for(
         lambda: (
             sample(metrics := system.metrics(), "conveyor_dead_letters") == 1
             and sample(metrics, "conveyor_jobs", state="dead", queue="default") == 1
         ),
         40,
-        "the broken job in the dead letters and dead in the ledger",
+        "the broken job dead in the ledger and in the dead letters",
     )
     after = system.metrics()
-    assert sample(after, "conveyor_queue_depth", queue=DEAD_LETTER_QUEUE) == 1
     for queue in QUEUES:
         assert sample(after, "conveyor_queue_depth", queue=queue) == 0
     assert sample(after, "conveyor_workers_alive") == 2
@@ -264,7 +263,50 @@ def test_metrics_count_jobs_dead_letters_workers_and_the_leader(
         assert sample(after, "conveyor_scrape_error", part=part) == 0
     lags = {k[1][0][1]: v for k, v in after.items() if k[0] == "conveyor_schedule_lag_seconds"}
     assert lags and all(seconds < 5 for seconds in lags.values()), lags
-    purge_queues(app)  # no dead letter left for the next test
+
+
+def test_dead_letters_return_to_zero_after_requeue_and_purge_from_the_cli(
+    system: System, producer: Broker
+) -> None:
+    """The operator's count is the ledger's: what a requeue or a purge takes out leaves it."""
+    effects = Effects()
+    before = sample(system.metrics(), "conveyor_dead_letters") or 0
+    keys = ["cli-requeued", "cli-purged"]
+    for key in keys:
+        effects.flag(key, True)
+    jobs = {key: probe_tasks.broken.delay(key).id for key in keys}
+    wait_for(
+        lambda: sample(system.metrics(), "conveyor_dead_letters") == before + 2,
+        40,
+        "two more dead jobs",
+    )
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "dead", *args],
+            env={**system.env, "CONVEYOR_TASK_MODULES": PROBES},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    effects.flag("cli-requeued", False)
+    assert cli("requeue", jobs["cli-requeued"]).strip() == "requeued 1 dead job"
+    wait_for(lambda: effects.count("cli-requeued", "done") == 1, 30, "the requeued job to run")
+    purged = int(before) + 1  # every dead probe.broken job, earlier tests' too
+    assert cli("purge", "--handler", "probe.broken").split()[:2] == ["purged", str(purged)]
+    wait_for(lambda: sample(system.metrics(), "conveyor_dead_letters") == 0, 30, "no dead letter")
+    service = JobService()
+    assert service.get(jobs["cli-requeued"])["status"] == "completed"
+    with pytest.raises(JobNotFound):
+        service.get(jobs["cli-purged"])
+    ensure_django()
+    from app.web.models import AuditRecord
+
+    purge = AuditRecord.objects.filter(action="job.bulk_purge").latest("id")
+    assert purge.actor.startswith("cli:")
+    assert jobs["cli-purged"] in purge.after["done"]
+    assert len(purge.after["done"]) == purged
 
 
 def test_ready_names_a_queue_whose_worker_answers_but_consumes_nothing(

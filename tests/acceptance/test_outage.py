@@ -16,7 +16,7 @@ import pytest
 from app.embedded import EmbeddedPostgres, free_port
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Beat, Worker
-from tests.conftest import Broker, database_url
+from tests.servers import Broker, database_url
 from tests.services import ROOT
 
 pytestmark = pytest.mark.acceptance

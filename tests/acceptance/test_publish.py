@@ -19,7 +19,7 @@ from tasks import demo
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Worker
-from tests.conftest import Broker
+from tests.servers import Broker
 from tests.services import OwnRabbitMQ
 
 pytestmark = pytest.mark.acceptance

@@ -13,7 +13,7 @@ from tasks import demo, emails, health, maintenance, reports
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Worker
-from tests.conftest import Broker
+from tests.servers import Broker
 
 pytestmark = pytest.mark.acceptance
 

@@ -1,11 +1,11 @@
-"""Retries with backoff and jitter; dead letters and their requeue."""
+"""Retries with backoff and jitter; dead jobs and their requeue."""
 
 from __future__ import annotations
 
 import pytest
 
-from app import deadletter
 from app.celery import app
+from app.jobs.service import JobService
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Worker
@@ -38,34 +38,38 @@ def test_transient_failures_retry_with_growing_jittered_delays(
     assert len({round(gap) for gap in first_gaps + second_gaps}) > 1, (first_gaps, second_gaps)
 
 
-def test_job_failing_every_retry_is_dead_lettered_and_requeues(
+def test_job_failing_every_retry_is_dead_and_requeues_from_the_ledger(
     broker: Broker, effects: Effects
 ) -> None:
     effects.flag("broken", on=True)
+    service = JobService(app)
     with Worker(broker.url, queues="default", concurrency=2):
         result = probe_tasks.broken.delay("broken")
         rejected = probe_tasks.rejects.delay("rejected")
-        wait_for(lambda: deadletter.depth(app) == 2, 60, "two dead letters")
+        ours = {result.id, rejected.id}
+
+        def dead() -> set[str]:
+            return {str(job["id"]) for job in service.list(status="dead", limit=500)[0]} & ours
+
+        wait_for(lambda: dead() == ours, 60, "two dead jobs")
         assert result.get(timeout=10, propagate=False) is not None
         assert result.state == "FAILURE"
         assert effects.count("broken") == 3, "1 attempt + max_retries=2"
         assert effects.count("rejected") == 1, "PermanentError is never retried"
 
-        letters = {letter["task_id"]: letter for letter in deadletter.peek(app)}
-        assert deadletter.depth(app) == 2, "peek leaves letters in place"
-        broken = letters[result.id]
-        assert broken["task"] == "probe.broken"
-        assert broken["args"] == ["broken"]
+        broken = service.get(result.id)
+        assert broken["handler"] == "probe.broken"
+        assert broken["payload"]["args"] == ["broken"]
         assert broken["queue"] == "default"
-        assert broken["retries"] == 2
-        assert broken["error"] == "TransientError: broken is broken"
+        assert broken["attempts"] == 3
+        assert broken["last_error"] == "TransientError: broken is broken"
         assert "TransientError" in broken["traceback"]
-        assert letters[rejected.id]["error"] == "PermanentError: rejected can never succeed"
+        assert service.get(rejected.id)["last_error"] == (
+            "PermanentError: rejected can never succeed"
+        )
 
         effects.flag("broken", on=False)
-        requeued = deadletter.requeue(app, task_id=result.id)
-        assert [letter["task_id"] for letter in requeued] == [result.id]
+        service.requeue(result.id)
         wait_for(lambda: effects.count("broken", "done") == 1, 30, "the requeued job to succeed")
         assert app.AsyncResult(result.id).get(timeout=10) == "broken"
-        assert deadletter.depth(app) == 1, "the other letter stays"
-        assert [letter["task_id"] for letter in deadletter.peek(app)] == [rejected.id]
+        assert dead() == {rejected.id}, "the other dead job stays"

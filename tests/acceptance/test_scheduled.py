@@ -18,7 +18,7 @@ from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.test_publish import depths
 from tests.acceptance.workers import Worker
-from tests.conftest import Broker
+from tests.servers import Broker
 from tests.services import ROOT
 
 pytestmark = pytest.mark.acceptance

@@ -2,7 +2,7 @@
 
 * Task events, Flower's feed, reach a monitor on each broker. On RabbitMQ the
   worker publishes them on a connection of their own that does not wait for
-  publisher confirms (``app.celery.ConveyorConsumer``); task messages still wait
+  publisher confirms (``app.jobs.worker.ConveyorConsumer``); task messages still wait
   for theirs.
 * Pool processes start with the worker's startup objects frozen (``gc.freeze``).
 """
@@ -20,7 +20,7 @@ import pytest
 from tasks import demo
 from tests.acceptance import probe_tasks
 from tests.acceptance.workers import Worker
-from tests.conftest import Broker
+from tests.servers import Broker
 
 pytestmark = pytest.mark.acceptance
 
@@ -54,8 +54,9 @@ def test_a_worker_sends_each_jobs_task_events_to_a_monitor(broker: Broker) -> No
 
 
 def test_only_task_messages_wait_for_rabbitmqs_publisher_confirms() -> None:
-    from app.celery import ConveyorConsumer, app
-    from tests.conftest import use_broker
+    from app.celery import app
+    from app.jobs.worker import ConveyorConsumer
+    from tests.servers import use_broker
 
     with contextmanager(use_broker)("rabbitmq"):
         consumer = SimpleNamespace(app=app, ensure_connected=lambda conn: conn)

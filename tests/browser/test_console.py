@@ -15,8 +15,8 @@ from itertools import pairwise
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from app import schedule
 from app.jobs.service import JobService
-from beat import cron
 from tests.acceptance.conftest import Effects, wait_for
 from tests.browser.conftest import (
     FLOWER_AUTH,
@@ -35,7 +35,7 @@ ACTOR = f"user:{OPERATOR[0]}"
 def test_fire_marks_show_the_dst_gap_the_repeated_hour_and_offset_changes() -> None:
     from app.web.admin.dst import fire_marks
 
-    spring = cron.next_fire_times(
+    spring = schedule.next_fire_times(
         "30 2 * * *", "Europe/Berlin", 3, after=datetime(2026, 3, 27, 12, tzinfo=UTC)
     )
     assert [f"{t:%d %H:%M}" for t in spring] == ["28 02:30", "29 03:00", "30 02:30"]
@@ -44,12 +44,12 @@ def test_fire_marks_show_the_dst_gap_the_repeated_hour_and_offset_changes() -> N
     assert marks[1] == "DST gap → 03:00; UTC offset +01:00 → +02:00"
     # 03:00 is a real fire time of "0 3 * * *": no gap, only the new offset.
     assert fire_marks(
-        cron.next_fire_times(
+        schedule.next_fire_times(
             "0 3 * * *", "Europe/Berlin", 2, after=datetime(2026, 3, 27, 12, tzinfo=UTC)
         ),
         "0 3 * * *",
     ) == ["", "UTC offset +01:00 → +02:00"]
-    autumn = cron.next_fire_times(
+    autumn = schedule.next_fire_times(
         "*/30 2 * * *", "Europe/Berlin", 4, after=datetime(2026, 10, 24, 23, tzinfo=UTC)
     )
     assert fire_marks(autumn, "*/30 2 * * *") == [
@@ -66,7 +66,7 @@ def test_operator_logs_in_and_sees_counts_the_beat_leader_and_flower(
     assert page.locator("#site-name").inner_text() == "Conveyor"
     heading = page.locator(".console-overview h2").first.inner_text()
     assert heading.lower() == "jobs by queue and state"
-    for queue in ("critical", "default", "emails", "reports", "background", "dead_letter"):
+    for queue in ("critical", "default", "emails", "reports", "background"):
         assert page.locator("th[scope=row]", has_text=queue).count() == 1
     # Beat takes the lease a moment after it starts.
     wait_for(

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from tests.acceptance.workers import ROOT
-from tests.conftest import database_url
+from tests.servers import database_url
 
 pytestmark = pytest.mark.acceptance
 

@@ -13,8 +13,8 @@ import redis
 from sqlalchemy import text
 
 from app.db import engine
+from app.jobs.heartbeat import Heartbeat
 from config.settings import get_settings
-from tasks.maintenance import recover_stuck_jobs
 from tasks.reports import TOP_FAILURES, job_summary
 from tasks.statistics import CACHE_KEY, CACHE_TTL_S, cached_job_stats, job_stats
 
@@ -251,7 +251,7 @@ def events_of(job_id: uuid.UUID) -> list[tuple[str | None, str, str | None]]:
     return [tuple(row) for row in rows]
 
 
-def test_recover_stuck_jobs_requeues_jobs_of_silent_workers_with_an_event() -> None:
+def test_recovery_requeues_jobs_of_silent_workers_with_an_event() -> None:
     long_ago = timedelta(minutes=10)
     add_worker("gone@host", last_seen_ago=long_ago)
     add_worker("alive@host", last_seen_ago=timedelta(0))
@@ -280,20 +280,5 @@ def test_recover_stuck_jobs_requeues_jobs_of_silent_workers_with_an_event() -> N
 
 
 def run_recovery_on(hostname: str) -> int:
-    """The recovery task's body as the worker ``hostname`` runs it."""
-    recover_stuck_jobs.push_request(hostname=hostname)
-    try:
-        return int(recover_stuck_jobs.run())
-    finally:
-        recover_stuck_jobs.pop_request()
-
-
-def test_recovery_waits_while_its_own_heartbeat_is_stale() -> None:
-    # Right after a database outage every heartbeat is old, this worker's too.
-    add_worker("self@host", last_seen_ago=timedelta(minutes=10))
-    add_worker("other@host", last_seen_ago=timedelta(minutes=10))
-    job = add_job(
-        "demo.ping", "default", "running", created_ago=timedelta(minutes=10), worker="other@host"
-    )
-    assert run_recovery_on("self@host") == 0
-    assert job_row(job)["status"] == "running"
+    """The recovery a worker's heartbeat thread runs (the one place recovery runs)."""
+    return len(Heartbeat(hostname, ["default"]).recover())

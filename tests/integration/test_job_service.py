@@ -8,6 +8,7 @@ import pytest
 
 from app.errors import InvalidSchedule, InvalidTransition, JobNotFound
 from app.jobs.service import JobService
+from app.schedule import next_fire_times
 from config.settings import get_settings
 
 
@@ -56,12 +57,10 @@ def test_a_schedule_it_cannot_honour_is_refused_naming_it(schedule: object, reas
 
 
 def test_a_cron_schedule_runs_the_job_once_at_its_next_fire_time() -> None:
-    from beat import cron
-
     service = JobService()
     job_id = service.enqueue("demo.ping", {"message": "cron"}, schedule="0 6 * * MON-FRI")
     job = service.get(job_id)
-    expected = cron.next_fire_times("0 6 * * MON-FRI", get_settings().timezone, 1)[0]
+    expected = next_fire_times("0 6 * * MON-FRI", get_settings().timezone, 1)[0]
     assert job["status"] == "scheduled" and job["schedule"] == "0 6 * * MON-FRI"
     assert job["due_at"] == expected and job["release_at"] == expected
     service.cancel(job_id)

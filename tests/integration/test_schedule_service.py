@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from app.db import engine
-from app.errors import InvalidPayload, InvalidSchedule, UnknownHandler
+from app.errors import InvalidPayload, InvalidSchedule, InvalidScheduleField, UnknownHandler
 from beat.defaults import DEFAULT_SCHEDULES, Recurring
-from beat.service import InvalidScheduleField, ScheduleService
+from beat.service import ScheduleService
 
 ROOT = Path(__file__).resolve().parents[2]
 

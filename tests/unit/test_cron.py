@@ -1,4 +1,4 @@
-"""The cron module: grammar, clear errors, and the DST rule, against beat's own due-check."""
+"""app.schedule's cron: grammar, clear errors, and the DST rule, against beat's own due-check."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from app import schedule
 from app.errors import InvalidSchedule
-from beat import cron
-from beat.scheduler import Plan
+from beat.plan import Plan
+from beat.tables import expression_of
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -39,13 +40,13 @@ BERLIN = ZoneInfo("Europe/Berlin")
 )
 def test_invalid_expressions_name_the_field_and_the_reason(expression: str, reason: str) -> None:
     with pytest.raises(InvalidSchedule) as caught:
-        cron.validate(expression)
+        schedule.validate(expression)
     assert reason in str(caught.value)
 
 
 def test_unknown_time_zone_is_named() -> None:
     with pytest.raises(InvalidSchedule, match="time zone 'Mars/Olympus' is unknown"):
-        cron.validate("0 0 * * *", "Mars/Olympus")
+        schedule.validate("0 0 * * *", "Mars/Olympus")
 
 
 def utc(*parts: int) -> datetime:
@@ -53,7 +54,7 @@ def utc(*parts: int) -> datetime:
 
 
 def previews(expression: str, start: datetime, n: int, tz: str = "UTC") -> list[str]:
-    return [t.isoformat() for t in cron.next_fire_times(expression, tz, n, after=start)]
+    return [t.isoformat() for t in schedule.next_fire_times(expression, tz, n, after=start)]
 
 
 def test_grammar_names_ranges_steps_lists_aliases_and_seconds() -> None:
@@ -148,7 +149,7 @@ def beat_fires(expression: str, day: str, step: timedelta) -> list[datetime]:
         priority=None,
         expression=expression,
         tz=BERLIN,
-        cron=cron.validate(expression, "Europe/Berlin"),
+        cron=schedule.validate(expression, "Europe/Berlin"),
         misfire="catch_up",
         catch_up_limit=100,
         overlap="allow",
@@ -176,7 +177,7 @@ def test_dst_table_matches_preview_and_beats_due_check(expression: str, day: str
     expected = [f"{day}T{time}" for time in DST_TABLE[(expression, day)]]
     preview = [
         t.isoformat(timespec="minutes")
-        for t in cron.next_fire_times(expression, "Europe/Berlin", 60, after=start)
+        for t in schedule.next_fire_times(expression, "Europe/Berlin", 60, after=start)
         if t < end
     ]
     assert preview == expected
@@ -198,8 +199,6 @@ def test_preview_starting_inside_the_repeated_hour_keeps_the_second_copy() -> No
 
 
 def test_expression_of_a_row_joins_the_seconds_field() -> None:
-    from beat.scheduler import expression_of
-
     row = SimpleNamespace(
         solar_id=None, minute="*/5", hour="*", day_of_month="*", month_of_year="*",
         day_of_week="*", second="10", crontab_tz="Europe/Berlin",

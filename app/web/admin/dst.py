@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-from beat import cron
+from app import schedule
 
 
 def fire_marks(times: list[datetime], expression: str = "") -> list[str]:
     """A note per fire time where daylight saving time shows: a fire moved out of a
     gap, the two passes of a repeated hour, a UTC offset unlike the previous fire's."""
-    parsed = cron.parse(expression) if expression else None
+    parsed = schedule.parse(expression) if expression else None
     marks: list[str] = []
     previous: timedelta | None = None
     for when in times:

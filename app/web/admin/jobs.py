@@ -77,7 +77,7 @@ class JobAdmin(ReadOnlyAdmin):
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("job_name", "handler", "metadata__schedule")
-    actions = ("requeue", "cancel")
+    actions = ("requeue", "cancel", "purge")
     list_per_page = 50
     show_full_result_count = False
     fieldsets = (
@@ -201,6 +201,10 @@ class JobAdmin(ReadOnlyAdmin):
     def cancel(self, request: HttpRequest, queryset: Any) -> None:
         self._operate(request, list(queryset.values_list("id", "status")), "cancel")
 
+    @label("Purge selected dead jobs")
+    def purge(self, request: HttpRequest, queryset: Any) -> None:
+        self._operate(request, list(queryset.values_list("id", "status")), "purge")
+
     def _operate(self, request: HttpRequest, jobs: list[tuple[Any, str]], operation: str) -> None:
         if not self.may_operate(request):
             raise PermissionDenied
@@ -210,6 +214,8 @@ class JobAdmin(ReadOnlyAdmin):
             try:
                 if operation == "requeue":
                     service.requeue(job_id)
+                elif operation == "purge":
+                    service.purge(job_id)
                 else:
                     service.cancel(job_id)
             except (InvalidTransition, JobNotFound, JobNameTaken) as exc:
@@ -227,7 +233,7 @@ class JobAdmin(ReadOnlyAdmin):
                 {"status": status},
                 {"status": after, "bulk": len(jobs) > 1},
             )
-        verb = "Requeued" if operation == "requeue" else "Cancelled"
+        verb = {"requeue": "Requeued", "purge": "Purged"}.get(operation, "Cancelled")
         if done:
             self.message_user(request, f"{verb} {done} job{'s' if done != 1 else ''}.")
         for reason in refused[:5]:

@@ -12,7 +12,7 @@ from app.web import health
 from app.web.admin.display import STATES
 from app.web.models import Job
 from beat.service import ScheduleService
-from config.settings import DEAD_LETTER_QUEUE, QUEUES, get_settings
+from config.settings import QUEUES, get_settings
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
@@ -45,9 +45,6 @@ def overview() -> dict[str, Any]:
         {"queue": queue, "counts": list(by_state.values()), "broker": depths.get(queue, "?")}
         for queue, by_state in counts.items()
     ]
-    table.append(
-        {"queue": DEAD_LETTER_QUEUE, "counts": [], "broker": depths.get(DEAD_LETTER_QUEUE, "?")}
-    )
     return {
         "states": STATES,
         "queues": table,
@@ -59,6 +56,6 @@ def overview() -> dict[str, Any]:
 
 
 def queue_depths() -> dict[str, int]:
-    """Messages waiting in each work queue and in the dead-letter queue."""
+    """Messages waiting in each work queue."""
     with health.broker_connection() as conn:
         return health.queue_depths(conn)

@@ -7,9 +7,9 @@ from typing import Any
 from django import forms
 from django_celery_beat.models import PeriodicTask
 
+from app import schedule
 from app.errors import ConveyorError, InvalidPayload, PayloadTooLarge, UnknownHandler
 from app.jobs.service import JobService
-from beat import cron
 from beat.models import MisfirePolicy, OverlapPolicy
 from beat.service import ScheduleService
 from config.settings import QUEUES, get_settings
@@ -84,13 +84,13 @@ class ScheduleForm(forms.ModelForm):
         tz = data.get("timezone")
         if tz:
             try:
-                cron.zone(tz)
+                schedule.zone(tz)
             except ConveyorError as exc:
                 self.add_error("timezone", str(exc))
                 tz = None
         if data.get("cron") and tz:
             try:
-                cron.validate(data["cron"], tz)
+                schedule.validate(data["cron"], tz)
             except ConveyorError as exc:
                 self.add_error("cron", str(exc))
         payload = data.get("kwargs")

@@ -24,13 +24,13 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
+from app import schedule
 from app.errors import ConveyorError
 from app.web import audit
 from app.web.admin.display import html, html_rows, job_link, label
 from app.web.admin.dst import fire_marks
 from app.web.admin.schedule_form import ScheduleForm, describe
 from app.web.models import Job
-from beat import cron
 from beat.models import ScheduleFire
 from beat.service import ScheduleService, expression_of_task
 
@@ -190,7 +190,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         expression = expression_of_task(obj, options.second if options else "0")
         tz = str(obj.crontab.timezone) if obj.crontab_id else "UTC"
         try:
-            return cron.next_fire_times(expression, tz, n)
+            return schedule.next_fire_times(expression, tz, n)
         except ConveyorError as exc:
             return f"cannot be previewed: {exc}"
 

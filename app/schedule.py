@@ -1,7 +1,14 @@
-"""Cron expressions, validated once and fired by one rule, DST days included.
+"""Schedules: cron expressions and durations, parsed once and fired by one rule.
 
-Grammar: five fields (``minute hour day-of-month month day-of-week``) or six with
-a leading seconds field (``second minute hour …``, as Quartz and Hangfire write
+A leaf both :mod:`app.jobs` and :mod:`beat` use: it imports nothing of ours but
+:mod:`app.errors`.
+
+Durations (``90s``, ``15m``, ``2h``, ``1d``: a whole number and a unit s, m, h or
+d, either case) are read by :func:`parse_duration` alone: the CLI's ``--in``, the
+API's delays and ``@every`` below all call it.
+
+Cron grammar: five fields (``minute hour day-of-month month day-of-week``) or six
+with a leading seconds field (``second minute hour …``, as Quartz and Hangfire write
 it). Each field takes ``*``, values, names (``JAN``, ``MON-FRI``), ranges, steps
 and lists; day-of-month also takes ``L`` (last day) and day-of-week ``d#n``
 (n-th weekday). Aliases: ``@hourly @daily @midnight @weekly @monthly @yearly
@@ -37,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-from app.errors import InvalidSchedule
+from app.errors import InvalidDuration, InvalidSchedule
 
 ALIASES: Final = {
     "@hourly": "0 * * * *",
@@ -60,7 +67,11 @@ FIELDS: Final = (
     ("month", 1, 12, MONTHS, 1),
     ("day-of-week", 0, 7, DAYS, 0),
 )
-UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: A duration's unit letters and their names (``timedelta``'s keywords, which are
+#: also django-celery-beat's interval periods).
+PERIODS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+#: A duration: a whole number and a unit letter, nothing between or around them.
+DURATION: Final = re.compile(r"([0-9]+)([smhd])", re.IGNORECASE)
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: A valid expression fires within this many years (29 February: eight at most).
 NEVER_YEARS: Final = 9
@@ -241,16 +252,36 @@ def _croniter(cron: Cron, start: datetime) -> croniter:
     )
 
 
-def _interval(text: str) -> timedelta:
-    match = re.fullmatch(r"@every\s+(\d+)\s*([smhd])", text, flags=re.IGNORECASE)
+def split_duration(text: str) -> tuple[int, str]:
+    """``15m`` as ``(15, "m")``; :class:`InvalidDuration` naming ``text`` otherwise."""
+    match = DURATION.fullmatch(text) if isinstance(text, str) else None
     if match is None:
+        raise InvalidDuration(text, "use a whole number and s, m, h or d (e.g. 15m)")
+    return int(match.group(1)), match.group(2).lower()
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h`` or ``1d`` as a timedelta; :class:`InvalidDuration` otherwise."""
+    count, unit = split_duration(text)
+    try:
+        return timedelta(**{PERIODS[unit]: count})
+    except OverflowError:
+        raise InvalidDuration(text, "it is longer than any date can be") from None
+
+
+def _interval(text: str) -> timedelta:
+    head, _, duration = text.partition(" ")
+    try:
+        every = parse_duration(duration) if head.lower() == "@every" else None
+    except InvalidDuration:
+        every = None
+    if every is None:
         raise InvalidSchedule(
             text, "write intervals as '@every <n><unit>', unit s, m, h or d (e.g. '@every 15m')"
         )
-    seconds = int(match.group(1)) * UNITS[match.group(2).lower()]
-    if seconds < 1:
+    if every < timedelta(seconds=1):
         raise InvalidSchedule(text, "an interval must be at least one second")
-    return timedelta(seconds=seconds)
+    return every
 
 
 def _check_field(

@@ -1,0 +1,113 @@
+"""The worker's runtime: its consumer, its threads and its signal wiring.
+
+The Celery app imports this module with its task modules (``include``), so a
+worker loads it before ``worker_init``; in any other process its receivers
+never fire. It adds to a Conveyor worker:
+
+* :class:`ConveyorConsumer`, whose task events go out without publisher confirms;
+* ``gc.freeze()`` at ``worker_init``, before the pool forks;
+* per worker, a releaser thread (held jobs published when due) and a heartbeat
+  thread (its sign of life, outcomes dead pool processes left in the gate, and
+  the recovery of jobs silent workers left running), from ``worker_ready`` to
+  ``worker_shutdown``;
+* the ledger's record of what happens outside a delivery: a revoked job, and a
+  task that rejected its message for good;
+* the recorder flushed before a pool process or the worker exits.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from celery import signals
+from celery.exceptions import Reject
+from celery.worker.consumer import Consumer
+
+from app.celery import app
+from app.jobs.delivery import deliveries
+from app.jobs.heartbeat import Heartbeat
+from app.jobs.lifecycle import close_recorder
+from app.jobs.releaser import Releaser
+from app.jobs.task import ConveyorTask
+
+
+class ConveyorConsumer(Consumer):
+    """The worker's consumer; its task events go out without publisher confirms.
+
+    ``confirm_publish`` is a connection-wide transport option, so a plain Celery
+    worker also waits for RabbitMQ to confirm each batch of task events, and its
+    event loop stands still for that round trip several times per task. Events
+    are monitoring for Flower, not jobs (the ledger is the record of every job),
+    so the connection the worker opens for them alone is made without confirms.
+    Task messages and retries keep theirs.
+    """
+
+    def connection_for_write(self, url: str | None = None, heartbeat: Any = None) -> Any:
+        """The events connection (Celery's ``Events`` bootstep is its only caller)."""
+        return self.ensure_connected(
+            self.app.connection_for_write(
+                url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False}
+            )
+        )
+
+
+_threads: list[Releaser | Heartbeat] = []
+
+
+def _ours(worker: Any) -> bool:
+    """True for a worker of the Conveyor app (not another Celery app in this process)."""
+    return worker is not None and getattr(worker, "app", None) is app
+
+
+@signals.worker_init.connect
+def _freeze_startup_objects(sender: Any = None, **_: Any) -> None:
+    """Keep the garbage collector off what the worker built at startup (``gc.freeze``).
+
+    Every module, task and setting the worker imported lives as long as the
+    process: the collector's full passes need not walk them in the main process
+    nor in the pool processes forked from it, which also keep those pages shared.
+    """
+    if _ours(sender):
+        gc.freeze()
+
+
+@signals.worker_ready.connect
+def _start_threads(sender: Any = None, **_: Any) -> None:
+    """Every worker publishes held jobs when due (they share the work, never duplicate
+    it), heartbeats, and requeues jobs that silent workers left running."""
+    if not _ours(sender):
+        return
+    queues = [queue.name for queue in sender.task_consumer.queues]
+    _threads.extend([Releaser(app), Heartbeat(sender.hostname, queues)])
+    for thread in _threads:
+        thread.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_threads(**_: Any) -> None:
+    for thread in _threads:
+        thread.stop()
+    close_recorder()
+
+
+@signals.worker_process_shutdown.connect
+def _flush_pool_process(**_: Any) -> None:
+    # Pool processes leave through os._exit, so atexit never runs there: flush first.
+    close_recorder()
+
+
+@signals.task_revoked.connect
+def _revoked(sender: Any = None, request: Any = None, terminated: bool = False, **_: Any) -> None:
+    if isinstance(sender, ConveyorTask):
+        deliveries.revoked(request, terminated)
+
+
+@signals.task_failure.connect
+def _rejected(
+    sender: Any = None, task_id: str | None = None, exception: Any = None, **_: Any
+) -> None:
+    """A message rejected without requeue never runs again: Celery reports it with this
+    signal alone, not with the task's ``on_failure``."""
+    if isinstance(sender, ConveyorTask) and isinstance(exception, Reject) and task_id:
+        deliveries.failed(sender, exception, task_id, None)
