@@ -63,6 +63,9 @@ def cmd_flower(args: argparse.Namespace) -> int:
         f"--address={flower.host}",
         f"--port={flower.port}",
         "--persistent=True",
+        # Save the task history every minute, not only at a clean stop: a Flower
+        # that is killed keeps all but the last minute.
+        "--state_save_interval=60000",
         f"--db={settings.embedded.data_dir / 'flower.db'}",
         "--purge_offline_workers=300",
     ]

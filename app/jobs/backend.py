@@ -9,15 +9,22 @@ its result, so storing is free and reading maps a ledger row to Celery's meta.
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from celery import states
+from celery import group, states
 from celery.backends.base import BaseBackend
 from sqlalchemy import select
 
 from app.db import engine
-from app.jobs.models import Job
+from app.jobs.claim import claims
+from app.jobs.lifecycle import recorder
+from app.jobs.models import Job, JobStatus
+from app.jobs.recorder import Transition
+
+logger = logging.getLogger(__name__)
 
 #: Ledger status → Celery state.
 STATES = {
@@ -65,8 +72,50 @@ class LedgerBackend(BaseBackend):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        # The lifecycle hooks (app.jobs.lifecycle) record this state, batched.
+        # The delivery hooks (app.jobs.delivery) record this state, batched.
         return result
+
+    def chord_error_from_stack(self, callback: Any, exc: Any = None) -> Any:
+        """Fail a chord's callback that will never run, in the ledger too.
+
+        ``chord_unlock`` calls this when a member failed. Celery stores that failure
+        with :meth:`_store_result`, which leaves states to the delivery hooks; but no
+        hook sees a callback that is never published, so its result would stay
+        PENDING for ever. The failure is recorded here as ``failed``.
+        """
+        exc = exc if exc is not None else sys.exc_info()[1]
+        exception_info = super().chord_error_from_stack(callback, exc)
+        bodies = list(callback.tasks) if isinstance(callback, group) else [callback]
+        for body in bodies:
+            try:
+                self._record_chord_error(body, exc)
+            except Exception:  # like a delivery hook: logged, never raised into chord_unlock
+                logger.exception("could not record the chord error of %s", body)
+        return exception_info
+
+    def _record_chord_error(self, body: Any, exc: Any) -> None:
+        job_id = body.options.get("task_id") or body.id
+        if not job_id:
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        router = self.app.amqp.router  # type: ignore[attr-defined]
+        queue = body.options.get("queue") or router.route({}, body.task)["queue"]
+        now = datetime.now(UTC)
+        transition = Transition(
+            job_id=str(job_id),
+            to_status=JobStatus.FAILED,
+            at=now,
+            detail=f"chord failed, callback not run: {error}",
+            job={
+                "handler": body.task,
+                "queue": getattr(queue, "name", queue),
+                "payload": {"args": list(body.args), "kwargs": dict(body.kwargs)},
+                "last_error": error,
+                "finished_at": now,
+            },
+        )
+        claims.settle(transition)  # the gate first: a late delivery of it finds it finished
+        recorder().record(transition)
 
     def _forget(self, task_id: str) -> None:
         """Results are kept with their job until retention removes both."""

@@ -84,7 +84,10 @@ ON CONFLICT (id) DO UPDATE SET
     enqueued_at = coalesce(j.enqueued_at, EXCLUDED.enqueued_at),
     due_at = coalesce(EXCLUDED.due_at, j.due_at),
     started_at = greatest(j.started_at, EXCLUDED.started_at),
-    finished_at = CASE WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.finished_at
+    -- Only a requeue (JobService, written directly) clears it: a later record without
+    -- one (a duplicate delivery of a finished job) keeps the time the job finished.
+    finished_at = CASE WHEN EXCLUDED.status_at >= j.status_at
+                       THEN coalesce(EXCLUDED.finished_at, j.finished_at)
                        ELSE j.finished_at END
 """
 UPSERT = UPSERT_HEAD + UPSERT_ROW + UPSERT_TAIL
