@@ -39,7 +39,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,74 +177,82 @@ class _Sent:
     args: list[Any]
 
 
-@dataclass(frozen=True)
-class GateClaim:
-    """What the gate said about one delivery."""
+class ScriptConnection:
+    """The gate's scripts on one Redis connection of their own, some sent without
+    waiting for their reply.
 
-    #: ``locked`` (this delivery holds the job), ``finished`` or ``busy``.
-    verdict: str
-    status: str | None = None
-    deliveries: int = 0
-    holder: Holder | None = None
-    lease_left_s: float = 0.0
-    #: Since when (epoch seconds) the gate remembers.
-    since: float = 0.0
+    The scripts are the hot path (a claim and an outcome per delivery). They skip
+    redis-py's command layer (pool checkout, retry wrapper, hooks), which costs
+    about as much as the round trip itself. An outcome is :meth:`send` without
+    waiting; its reply is read by the next :meth:`run` or :meth:`confirm`, and
+    whatever Redis may not have run (an error reply, a dropped connection, an
+    outcome sent on an earlier connection) is run again, waiting: an outcome's
+    script may run twice, to the same effect. Thread-safe; ``connect`` makes a
+    new ``redis.Connection`` (``send_command``, ``read_response``, ``disconnect``).
+    """
 
-
-class Gate:
-    """The gate on one Redis, with a client per process."""
-
-    def __init__(self, url: str | None = None) -> None:
-        self._url = url
-        self._client: redis.Redis | None = None
-        self._pid = os.getpid()
-        self._direct: Any = None  # a redis.Connection (redis-py types it loosely)
-        self._direct_lock = threading.Lock()
-        #: Outcomes sent without waiting whose replies were not read yet, in order;
-        #: the last ``_owed`` of them were sent on ``_direct``.
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        #: Scripts sent without waiting whose replies were not read yet, in order;
+        #: the last ``_owed`` of them were sent on ``_conn``.
         self._unconfirmed: list[_Sent] = []
         self._owed = 0
-        self._epoch_set = False
-        self._epoch_tried = -EPOCH_RETRY_S
-        self._lock = threading.Lock()
 
     @property
-    def url(self) -> str:
-        """The Redis it uses (``cache_url`` by default)."""
-        return self._url or get_settings().cache_url
-
-    def client(self) -> redis.Redis:
-        """This process's client (a forked child makes its own)."""
-        with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                self._client = redis.Redis.from_url(
-                    self.url, socket_connect_timeout=2, socket_timeout=5
-                )
-                self._pid = os.getpid()
-                # The scripts' connection follows the client; a parent's unconfirmed
-                # outcomes are the parent's to confirm.
-                self._direct, self._unconfirmed, self._owed = None, [], 0
-            return self._client
+    def unconfirmed(self) -> int:
+        """How many scripts were sent whose replies were not read yet."""
+        return len(self._unconfirmed)
 
     def _connection(self) -> Any:
-        """The scripts' own connection (call with ``_direct_lock`` held)."""
-        client = self.client()  # a forked child makes its own: never its parent's socket
-        if self._direct is None:
-            self._direct = client.connection_pool.make_connection()
-        return self._direct
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
 
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """Run script ``name`` on this process's own connection; raise ``RedisError``.
-
-        The scripts are the hot path (a claim and an outcome per delivery). They
-        skip redis-py's command layer (pool checkout, retry wrapper, hooks), which
-        costs about as much as the round trip itself. Outcomes sent earlier without
-        waiting are confirmed first (:meth:`_confirm`).
-        """
-        with self._direct_lock:
+    def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name`` and return its reply, confirming earlier sends first;
+        raise ``RedisError``."""
+        with self._lock:
             conn = self._connection()
             self._confirm(conn)
             return self._call(conn, name, keys, args)
+
+    def send(self, sent: _Sent) -> None:
+        """Send ``sent`` without waiting for its reply; raise ``RedisError`` if it cannot go.
+
+        Should the send fail, what was unconfirmed and then ``sent`` itself are run
+        again, waiting; ``sent`` is only kept for a later confirmation once it left.
+        """
+        with self._lock:
+            conn = self._connection()
+            if len(self._unconfirmed) >= MAX_UNCONFIRMED:
+                self._confirm(conn)
+            try:
+                conn.send_command(
+                    "EVALSHA", SHAS[sent.name], len(sent.keys), *sent.keys, *sent.args
+                )
+            except redis.RedisError:
+                self._drop(conn)
+                self._confirm(conn)
+                self._call(conn, sent.name, sent.keys, sent.args)
+                return
+            except BaseException:  # interrupted mid-send: never reuse the connection
+                self._drop(conn)
+                raise
+            self._unconfirmed.append(sent)
+            self._owed += 1
+
+    def confirm(self) -> None:
+        """Wait until Redis has run every script sent; raise ``RedisError``."""
+        with self._lock:
+            if self._unconfirmed:
+                self._confirm(self._connection())
+
+    def forget(self, job_ids: set[str]) -> None:
+        """Stop confirming the sends for ``job_ids`` (their outcomes are written elsewhere)."""
+        with self._lock:
+            self._unconfirmed = [s for s in self._unconfirmed if s.job_id not in job_ids]
 
     def _call(self, conn: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         """Run one script and wait for its reply.
@@ -271,39 +279,8 @@ class Gate:
         conn.disconnect()
         self._owed = 0
 
-    def _send(self, sent: _Sent) -> None:
-        """Send ``sent`` without waiting for its reply; raise ``RedisError`` if it cannot go.
-
-        Should the send fail, what was unconfirmed and then ``sent`` itself are run
-        again, waiting; ``sent`` is only kept for a later confirmation once it left.
-        """
-        with self._direct_lock:
-            conn = self._connection()
-            if len(self._unconfirmed) >= MAX_UNCONFIRMED:
-                self._confirm(conn)
-            try:
-                conn.send_command(
-                    "EVALSHA", SHAS[sent.name], len(sent.keys), *sent.keys, *sent.args
-                )
-            except redis.RedisError:
-                self._drop(conn)
-                self._confirm(conn)
-                self._call(conn, sent.name, sent.keys, sent.args)
-                return
-            except BaseException:  # interrupted mid-send: never reuse the connection
-                self._drop(conn)
-                raise
-            self._unconfirmed.append(sent)
-            self._owed += 1
-
     def _confirm(self, conn: Any) -> None:
-        """Read the replies to the outcomes sent without waiting (``_direct_lock`` held).
-
-        Whatever Redis may not have run (a reply that is an error, a connection
-        that dropped, an outcome sent on an earlier connection) is run again,
-        waiting: an outcome's script may run twice, to the same effect. Raises
-        ``RedisError`` if that fails; the outcomes stay unconfirmed.
-        """
+        """Read the replies owed (lock held); run again what Redis may not have run."""
         if not self._unconfirmed:
             return
         try:
@@ -329,6 +306,61 @@ class Gate:
         except redis.exceptions.NoScriptError:
             conn.send_command("EVAL", SCRIPTS[name], len(keys), *keys, *args)
             return conn.read_response()
+
+
+@dataclass(frozen=True)
+class GateClaim:
+    """What the gate said about one delivery."""
+
+    #: ``locked`` (this delivery holds the job), ``finished`` or ``busy``.
+    verdict: str
+    status: str | None = None
+    deliveries: int = 0
+    holder: Holder | None = None
+    lease_left_s: float = 0.0
+    #: Since when (epoch seconds) the gate remembers.
+    since: float = 0.0
+
+
+class Gate:
+    """The gate on one Redis, with a client per process."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self._url = url
+        self._client: redis.Redis | None = None
+        self._pid = os.getpid()
+        self._scripts: ScriptConnection | None = None
+        self._epoch_set = False
+        self._epoch_tried = -EPOCH_RETRY_S
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The Redis it uses (``cache_url`` by default)."""
+        return self._url or get_settings().cache_url
+
+    def client(self) -> redis.Redis:
+        """This process's client (a forked child makes its own)."""
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                self._client = redis.Redis.from_url(
+                    self.url, socket_connect_timeout=2, socket_timeout=5
+                )
+                self._pid = os.getpid()
+                # The scripts' connection follows the client; a parent's unconfirmed
+                # outcomes are the parent's to confirm.
+                self._scripts = ScriptConnection(self._client.connection_pool.make_connection)
+            return self._client
+
+    def scripts(self) -> ScriptConnection:
+        """This process's script connection (a forked child makes its own)."""
+        self.client()
+        assert self._scripts is not None
+        return self._scripts
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name`` on this process's script connection; raise ``RedisError``."""
+        return self.scripts().run(name, keys, args)
 
     @staticmethod
     def ttl_s() -> int:
@@ -394,10 +426,10 @@ class Gate:
         """Record that ``job_id`` ended with ``status`` and let go of it.
 
         The outcome is sent without waiting for Redis's reply; the next gate call of
-        this process confirms it (see :meth:`_confirm`). Raises ``RedisError`` when
+        this process confirms it (see :class:`ScriptConnection`). Raises ``RedisError`` when
         it could not be sent at all.
         """
-        self._send(
+        self.scripts().send(
             _Sent(
                 job_id,
                 "finish",
@@ -415,9 +447,7 @@ class Gate:
 
     def confirm(self) -> None:
         """Wait until Redis has run every outcome this process sent; raise ``RedisError``."""
-        with self._direct_lock:
-            if self._unconfirmed and self._pid == os.getpid():
-                self._confirm(self._connection())
+        self.scripts().confirm()
 
     def release(self, job_id: str, holder: Holder) -> None:
         """Let go of ``job_id`` without ending it (a retry is coming)."""
@@ -431,9 +461,7 @@ class Gate:
         try:  # an outcome Redis runs after this would stay listed
             self.confirm()
         except redis.RedisError:
-            with self._direct_lock:  # PostgreSQL has these: no need to send them again
-                done = set(ids)
-                self._unconfirmed = [s for s in self._unconfirmed if s.job_id not in done]
+            self.scripts().forget(set(ids))  # PostgreSQL has these: not sent again
             raise
         pipe = self.client().pipeline(transaction=False)
         pipe.zrem(UNFLUSHED, *ids)
