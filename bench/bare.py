@@ -43,13 +43,16 @@ CONVEYOR_ONLY = frozenset(
         "beat_max_loop_interval",
         # Its consumer publishes task events without waiting for confirms.
         "worker_consumer",
+        # ConveyorTask's retry policy.
+        "conveyor_task_max_retries",
+        "conveyor_task_retry_backoff_s",
+        "conveyor_task_retry_backoff_max_s",
     }
 )
 
 #: Keys that only mean something with a result backend.
 BACKEND_ONLY = frozenset(
     {
-        "result_backend_transport_options",
         "database_engine_options",
         "database_short_lived_sessions",
         "result_backend_always_retry",

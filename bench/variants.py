@@ -60,7 +60,7 @@ CONVEYOR = Variant(
     "bench.conveyor:app",
     CONVEYOR_QUEUE,
     result_backend=True,
-    summary="Conveyor's app and ConveyorTask, results in PostgreSQL",
+    summary="Conveyor's app and a plain @app.task (a ConveyorTask), results in PostgreSQL",
 )
 
 #: Every variant, in the order each run measures them.

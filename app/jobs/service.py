@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -211,6 +212,36 @@ class JobService:
             limit=limit,
             cursor=cursor,
         )
+
+    def matching(
+        self,
+        statuses: Iterable[str],
+        *,
+        handler: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[uuid.UUID]:
+        """The ids of at most ``limit`` jobs in ``statuses`` that match the filters, newest
+        first within each status: what a bulk requeue, cancel or purge takes."""
+        found: builtins.list[uuid.UUID] = []
+        for status in statuses:
+            cursor = None
+            while len(found) < limit:
+                rows, cursor = self.list(
+                    status=status,
+                    handler=handler,
+                    queue=queue,
+                    since=since,
+                    until=until,
+                    limit=min(500, limit - len(found)),
+                    cursor=cursor,
+                )
+                found.extend(row["id"] for row in rows)
+                if cursor is None:
+                    break
+        return found[:limit]
 
     def active(self) -> builtins.list[dict[str, Any]]:
         """Jobs running now."""

@@ -170,24 +170,14 @@ def _matching(action: str, body: BulkFilter) -> list[uuid.UUID]:
     statuses: tuple[str, ...] = (body.status,) if body.status else BULK_DEFAULT[action]
     if action == "cancel" and isinstance(body, BulkCancel) and body.terminate and not body.status:
         statuses = (*statuses, JobStatus.RUNNING)
-    found: list[uuid.UUID] = []
-    service = JobService()
-    for status in statuses:
-        cursor = None
-        while len(found) < body.limit:
-            rows, cursor = service.list(
-                status=status,
-                handler=body.handler,
-                queue=body.queue,
-                since=body.since,
-                until=body.until,
-                limit=min(500, body.limit - len(found)),
-                cursor=cursor,
-            )
-            found.extend(row["id"] for row in rows)
-            if cursor is None:
-                break
-    return found[: body.limit]
+    return JobService().matching(
+        statuses,
+        handler=body.handler,
+        queue=body.queue,
+        since=body.since,
+        until=body.until,
+        limit=body.limit,
+    )
 
 
 def _bulk(request: HttpRequest, action: str, body: BulkFilter) -> dict[str, Any]:

@@ -36,20 +36,9 @@ def add_dead_commands(sub: Any) -> None:
 def _matching(service: JobService, args: argparse.Namespace) -> list[Any]:
     if args.job_ids:
         return list(args.job_ids)
-    found: list[Any] = []
-    cursor = None
-    while len(found) < args.limit:
-        rows, cursor = service.list(
-            status=JobStatus.DEAD,
-            handler=args.handler,
-            queue=args.queue,
-            limit=min(500, args.limit - len(found)),
-            cursor=cursor,
-        )
-        found.extend(row["id"] for row in rows)
-        if cursor is None:
-            break
-    return found
+    return service.matching(
+        [JobStatus.DEAD], handler=args.handler, queue=args.queue, limit=args.limit
+    )
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
