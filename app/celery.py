@@ -10,7 +10,6 @@ from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
-from kombu import pools as kombu_pools
 
 from config.settings import QUEUES, Settings, get_settings
 
@@ -154,23 +153,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def configure(celery_app: Celery, settings: Settings) -> None:
-    """Point ``celery_app`` at the servers of ``settings``, dropping cached connections.
-
-    A process normally configures once, at import; a producer that talks to two
-    brokers in turn (the test suite, the benchmark) calls this between them.
-    """
-    celery_app.conf.update(celery_config(settings))
-    celery_app.conf.conveyor_settings = settings
-    # kombu keeps connection and producer pools per process; start them afresh.
-    kombu_pools.reset()
-    celery_app._pool = None  # type: ignore[attr-defined]
-    celery_app.__dict__.pop("amqp", None)  # queues, router and producer pool
-    # The result backend, cached per thread or per app (Celery's private caches).
-    celery_app._local.__dict__.pop("backend", None)  # type: ignore[attr-defined]
-    celery_app._backend_cache = None  # type: ignore[attr-defined]
-
-
 def create_app(settings: Settings | None = None) -> Celery:
     """A configured Celery application for ``settings`` (the environment's by default).
 
@@ -186,7 +168,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         amqp="app.jobs.publisher:ConveyorAMQP",
         include=[WORKER_RUNTIME, *TASK_MODULES, *settings.task_modules],
     )
-    configure(celery_app, settings)
+    celery_app.conf.update(celery_config(settings))
+    celery_app.conf.conveyor_settings = settings
     return celery_app
 
 

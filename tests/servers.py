@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
@@ -98,7 +99,7 @@ def _reconfigure() -> None:
 
     get_settings.cache_clear()
     if "app.celery" in sys.modules:
-        from app.celery import app, configure
+        from app.celery import app
 
         configure(app, get_settings())
 
@@ -168,9 +169,28 @@ def database_url() -> str:
     return os.environ["CONVEYOR_DATABASE__URL"]
 
 
+def configure(celery_app: Any, settings: Any) -> None:
+    """Point ``celery_app`` at the servers of ``settings``, dropping cached connections.
+
+    Only a test process talks to two brokers in turn: it re-points the one producer
+    app, which means clearing Celery's and kombu's private connection caches here.
+    """
+    from kombu import pools as kombu_pools
+
+    from app.celery import celery_config
+
+    celery_app.conf.update(celery_config(settings))
+    celery_app.conf.conveyor_settings = settings
+    kombu_pools.reset()
+    celery_app._pool = None
+    celery_app.__dict__.pop("amqp", None)  # queues, router and producer pool
+    celery_app._local.__dict__.pop("backend", None)
+    celery_app._backend_cache = None
+
+
 def use_broker(name: str) -> Iterator[Broker]:
     """Point the producer app at broker ``name`` with its queues empty; undo afterwards."""
-    from app.celery import app, configure
+    from app.celery import app
     from config.settings import get_settings
 
     url = (

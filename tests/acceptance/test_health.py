@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from app.celery import app, configure
+from app.celery import app
 from app.db import engine
 from app.embedded import EmbeddedRedis, free_port
 from app.errors import JobNotFound
@@ -38,7 +38,7 @@ from config.settings import QUEUES, get_settings
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import PROBES, Beat, Web, Worker
-from tests.servers import TEST_REDIS_DB, Broker, services
+from tests.servers import TEST_REDIS_DB, Broker, configure, services
 
 pytestmark = pytest.mark.acceptance
 

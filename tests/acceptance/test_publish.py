@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.celery import app, configure
+from app.celery import app
 from app.embedded import EmbeddedRedis, free_port
 from app.errors import BrokerUnavailable, NotJsonSerializable, UnknownTask
 from app.producer import publish_timeout_s
@@ -19,7 +19,7 @@ from tasks import demo
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Worker
-from tests.servers import Broker
+from tests.servers import Broker, configure
 from tests.services import OwnRabbitMQ
 
 pytestmark = pytest.mark.acceptance
