@@ -170,3 +170,17 @@ def collect(results: list[str], key: str) -> list[str]:
     """A chord's callback: one row per execution, its phase naming the results it got."""
     effect(key, "callback " + json.dumps(results))
     return results
+
+
+@app.task(name="probe.unclaimed", claims_deliveries=False)
+def unclaimed(key: str) -> str:
+    """Opted out of the claim: every delivery runs, a duplicate too."""
+    effect(key, "start")
+    return key
+
+
+@app.task(name="probe.fails_plainly", dead_letters=False)
+def fails_plainly(key: str) -> None:
+    """Opted out of dead-lettering: failing for good leaves it ``failed``."""
+    effect(key, "start")
+    raise PermanentError(f"{key} fails")

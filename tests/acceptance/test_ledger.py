@@ -195,3 +195,17 @@ def test_canvas_members_are_in_the_ledger_too(broker: Broker, effects: Effects) 
     for member in members:
         statuses = [event["to_status"] for event in service.history(member)]
         assert statuses == ["queued", "running", "completed"], (member, statuses)
+
+
+def test_a_task_opts_out_of_one_guarantee_by_name(broker: Broker, effects: Effects) -> None:
+    service = JobService()
+    with Worker(broker.url, queues="default", concurrency=1):
+        failing = probe_tasks.fails_plainly.delay("plainly")
+        settled(service, failing.id, "failed")
+        job_id = service.enqueue("probe.unclaimed", {"key": "unclaimed"})
+        settled(service, job_id, "completed")
+        # The same job delivered again: with no claim, nothing stops it running.
+        probe_tasks.unclaimed.apply_async(kwargs={"key": "unclaimed"}, task_id=str(job_id))
+        wait_for(lambda: effects.count("unclaimed") == 2, 30, "the duplicate to run")
+    assert service.get(failing.id)["last_error"] == "PermanentError: plainly fails"
+    assert effects.count("plainly") == 1
