@@ -111,12 +111,16 @@ class InvalidTransition(ConveyorError, ValueError):
 
 
 class JobNameTaken(ConveyorError, ValueError):
-    """Another unfinished job holds the name this job needs (names are unique among them)."""
+    """Another unfinished job holds the name this job needs (names are unique among them),
+    or, for a job waiting for a name (``waits_for``), already waits for it."""
 
-    def __init__(self, job_id: object, name: str) -> None:
+    def __init__(
+        self, job_id: object, name: str, operation: str = "requeued", waiting: bool = False
+    ) -> None:
         self.name = name
+        holds = "already waits for" if waiting else "is named"
         super().__init__(
-            f"job {job_id} cannot be requeued: another unfinished job is named {name!r}"
+            f"job {job_id} cannot be {operation}: another unfinished job {holds} {name!r}"
         )
 
 

@@ -6,8 +6,9 @@ row of the ledger (``release_at`` now): the releaser publishes it once committed
 so a crash after the commit still runs it. A schedule's runs share the job name
 ``schedule:<name>``, unique among unfinished jobs, which is how the overlap policy
 sees a run still going: ``skip`` records the fire as skipped, ``queue_one`` keeps
-one job waiting for the name in ``jobs.waits_for`` (:func:`promote_waiting` hands
-it the name and releases it once the run ends), ``allow`` gives runs no name.
+one job waiting for the name in ``jobs.waits_for`` (the scheduler's
+:func:`~app.jobs.store.release.promote_waiting` hands it the name and releases it
+once the run ends), ``allow`` gives runs no name.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, text
 
 from app.jobs.models import JobStatus
 from app.jobs.store import JobStore
+from app.jobs.store.jobs import note, status_of
 from beat.plan import Plan
 
 FIRE = text("""
@@ -33,36 +35,6 @@ SETTLE = text("""
 UPDATE conveyor_schedule_fire SET outcome = :outcome, job_id = :job_id, detail = :detail
 WHERE periodic_task_id = :id AND fire_time = :fire_time
 """)
-JOB_STATUS = text("SELECT status FROM jobs WHERE id = :id")
-SKIPPED_EVENT = text("""
-INSERT INTO job_events (job_id, from_status, to_status, at, detail)
-SELECT id, status, status, now(), :detail FROM jobs WHERE id = :job_id
-""")
-PROMOTE = text("""
-WITH ready AS (
-    SELECT w.id FROM jobs w
-    WHERE w.waits_for IS NOT NULL AND w.status = 'scheduled' AND w.release_at IS NULL
-      AND NOT EXISTS (
-          SELECT 1 FROM jobs a WHERE a.job_name = w.waits_for
-          AND a.status IN ('scheduled', 'queued', 'running', 'retrying'))
-    FOR UPDATE SKIP LOCKED
-), promoted AS (
-    UPDATE jobs SET job_name = jobs.waits_for, waits_for = NULL, release_at = now(),
-        due_at = now()
-    FROM ready WHERE jobs.id = ready.id
-    RETURNING jobs.id
-)
-INSERT INTO job_events (job_id, from_status, to_status, at, detail)
-SELECT id, 'scheduled', 'scheduled', now(),
-       'previous run finished; released (overlap policy queue_one)'
-FROM promoted
-RETURNING job_id
-""")
-
-
-def promote_waiting(conn: Connection) -> list[uuid.UUID]:
-    """Release the waiting jobs (``queue_one``) whose run has finished; their ids."""
-    return [row[0] for row in conn.execute(PROMOTE).all()]
 
 
 class Firing:
@@ -101,7 +73,7 @@ class Firing:
         if new:
             created.append(job_id)
         else:
-            blocking = conn.execute(JOB_STATUS, {"id": job_id}).scalar()
+            blocking = status_of(conn, job_id)
             if plan.overlap == "queue_one":
                 waiting, new = self.job(conn, plan, fire_time, detail, waiting=True)
                 if new:
@@ -114,13 +86,7 @@ class Firing:
                     "skipped",
                     f"run {job_id} is still {blocking} (overlap policy skip)",
                 )
-            conn.execute(
-                SKIPPED_EVENT,
-                {
-                    "job_id": job_id,
-                    "detail": f"fire {fire_time.isoformat()} of {plan.name!r}: {detail}",
-                },
-            )
+            note(conn, job_id, f"fire {fire_time.isoformat()} of {plan.name!r}: {detail}")
         conn.execute(
             SETTLE,
             {

@@ -35,9 +35,10 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from app.db import engine
 from app.errors import ConveyorError
 from app.jobs.releaser import Releaser
+from app.jobs.store.release import promote_waiting
 from app.schedule import describe_error
 from beat import tables
-from beat.firing import Firing, promote_waiting
+from beat.firing import Firing
 from beat.lease import Lease, identity
 from beat.plan import Plan, select_runs
 from beat.service import ScheduleService

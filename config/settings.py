@@ -69,6 +69,7 @@ class DatabaseSettings(BaseModel):
 
     #: ``postgresql+psycopg://…``; None starts the embedded PostgreSQL.
     url: str | None = None
+    #: SQLAlchemy pool size per process, for tasks and health checks.
     pool_size: int = Field(default=5, ge=1)
 
     @field_validator("url")
@@ -88,10 +89,12 @@ class DatabaseSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """How workers run tasks: limits, retries and recycling."""
 
+    #: Prefork processes per worker (``--concurrency`` overrides it).
     concurrency: int = Field(default=2, ge=1)
     #: Seconds after which a task gets ``SoftTimeLimitExceeded`` to clean up.
     soft_time_limit_s: int = Field(default=300, gt=0)
-    #: Seconds after which the pool child running a task is killed.
+    #: Seconds after which the pool child running a task is killed, and the job ends
+    #: ``dead``.
     time_limit_s: int = Field(default=360, gt=0)
     #: Retries after the first attempt for a ``TransientError``.
     max_retries: int = Field(default=5, ge=0)
@@ -119,20 +122,32 @@ class WorkerSettings(BaseModel):
 class SmtpSettings(BaseModel):
     """Outgoing mail. With no host, mails are written as files under ``var/outbox``."""
 
+    #: SMTP server; None: each mail is written as a ``.eml`` file under
+    #: ``<embedded.data_dir>/outbox``.
     host: str | None = None
+    #: SMTP port.
     port: int = Field(default=25, gt=0, lt=65536)
+    #: Login, if the server needs one.
     username: str | None = None
+    #: Password for that login.
     password: str | None = None
+    #: Use STARTTLS.
     use_tls: bool = False
+    #: The From address.
     sender: str = "conveyor@localhost"
+    #: SMTP connection timeout, seconds.
     timeout_s: float = Field(default=10.0, gt=0)
 
 
 class WebSettings(BaseModel):
     """The web process: API, console, health and metrics."""
 
+    #: Address the web process binds to.
     host: str = "127.0.0.1"
+    #: Its port.
     port: int = Field(default=8000, gt=0, lt=65536)
+    #: Django's ``SECRET_KEY``; the production profile requires a random value of 50+
+    #: characters.
     secret_key: str = "development-only-insecure-key"
     #: Host names served in the production profile (Django's ALLOWED_HOSTS).
     allowed_hosts: list[str] = ["localhost", "127.0.0.1"]
@@ -141,7 +156,9 @@ class WebSettings(BaseModel):
 class FlowerSettings(BaseModel):
     """Flower, the live Celery monitor, started beside the web process."""
 
+    #: Address Flower binds to; off loopback it requires ``basic_auth``.
     host: str = "127.0.0.1"
+    #: Flower's port.
     port: int = Field(default=5555, gt=0, lt=65536)
     #: ``user:password``; required when Flower listens off loopback.
     basic_auth: str | None = None
@@ -199,17 +216,25 @@ class BeatSettings(BaseModel):
 
 
 class CacheSettings(BaseModel):
-    """Redis for caches (job statistics)."""
+    """Redis for caches (job statistics) and the delivery gate."""
 
     #: ``redis://…``; None: the broker when it is Redis, else the embedded Redis.
     url: str | None = None
+    #: Seconds the hourly job statistics stay cached and answer ``/api/v1/stats`` instead
+    #: of live counts (its ``generated_at`` says when they were counted); 0 caches
+    #: nothing (always live). The console's front page always counts live.
+    stats_ttl_s: int = Field(default=7200, ge=0)
 
 
 class EmbeddedSettings(BaseModel):
     """The servers Conveyor runs itself when no URL is given."""
 
+    #: Data of the embedded servers, Flower's state (``flower.db``), the mail outbox and
+    #: static files.
     data_dir: Path = PROJECT_ROOT / "var"
+    #: Port of the embedded PostgreSQL.
     postgres_port: int = Field(default=54329, gt=0, lt=65536)
+    #: Port of the embedded Redis.
     redis_port: int = Field(default=63799, gt=0, lt=65536)
 
 
@@ -223,8 +248,12 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
+    #: ``development`` turns Django's DEBUG on; ``production`` requires a 50+ character
+    #: ``web.secret_key`` and turns on HTTPS redirect, HSTS and secure cookies.
     profile: Profile = Profile.DEVELOPMENT
+    #: Celery's and Django's time zone, and the default time zone of a schedule.
     timezone: str = "UTC"
+    #: Log level of the worker and beat.
     log_level: str = "INFO"
     #: Your own task modules, imported by every process beside Conveyor's ``tasks``
     #: (a JSON list, e.g. ``["myapp.jobs"]``).

@@ -4,35 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
-
 from app.celery import app
 from app.db import engine
-from app.jobs.models import FINISHED, JobStatus
-from tasks.statistics import durations_by_handler, window_start
+from app.jobs.statistics import window_start
+from app.jobs.store import figures
 
 #: Failure groups the daily summary lists, most frequent first.
 TOP_FAILURES = 10
-
-#: Final states in their enum order, each reported per handler even when zero.
-FINAL_STATES = tuple(status.value for status in JobStatus if status in FINISHED)
-
-BY_HANDLER = text("""
-SELECT handler, status, count(*) FROM jobs WHERE created_at >= :since
-GROUP BY 1, 2 ORDER BY 1, 2
-""")
-
-FAILURES = text("""
-SELECT handler,
-       last_error,
-       count(*),
-       (array_agg(id ORDER BY coalesce(finished_at, status_at) DESC, id DESC))[1]
-FROM jobs
-WHERE status IN ('failed', 'dead') AND created_at >= :since
-GROUP BY handler, last_error
-ORDER BY count(*) DESC, max(coalesce(finished_at, status_at)) DESC, handler, last_error
-LIMIT :limit
-""")
 
 
 @app.task(name="reports.job_summary")
@@ -45,14 +23,11 @@ def job_summary(hours: int = 24) -> dict[str, Any]:
     """
     since = window_start(hours)
     with engine().connect() as conn:
-        rows = conn.execute(BY_HANDLER, {"since": since}).all()
-        durations = durations_by_handler(conn, since)
-        failures = conn.execute(FAILURES, {"since": since, "limit": TOP_FAILURES}).all()
-    by_handler: dict[str, dict[str, int]] = {}
-    for handler, status, count in rows:
-        by_handler.setdefault(handler, {})[status] = int(count)
+        by_handler = figures.handler_states(conn, since)
+        durations = figures.durations_by_handler(conn, since)
+        failures = figures.top_failures(conn, since, TOP_FAILURES)
     outcomes = {
-        handler: {status: states.get(status, 0) for status in FINAL_STATES}
+        handler: {status: states.get(status, 0) for status in figures.FINAL_STATES}
         for handler, states in by_handler.items()
     }
     return {
@@ -61,8 +36,5 @@ def job_summary(hours: int = 24) -> dict[str, Any]:
         "by_handler": by_handler,
         "outcomes": outcomes,
         "durations": durations,
-        "top_failures": [
-            {"handler": handler, "error": error, "count": int(count), "latest_job_id": str(job)}
-            for handler, error, count, job in failures
-        ],
+        "top_failures": failures,
     }

@@ -16,40 +16,27 @@ from typing import Any
 
 from celery import group, states
 from celery.backends.base import BaseBackend
-from sqlalchemy import select
 
-from app.db import engine
+from app.errors import JobNotFound
 from app.jobs.claim import claims
 from app.jobs.lifecycle import recorder
-from app.jobs.models import Job, JobStatus
+from app.jobs.models import JobStatus
 from app.jobs.recorder import Transition
+from app.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
 
 #: Ledger status → Celery state.
 STATES = {
-    "scheduled": states.PENDING,
-    "queued": states.PENDING,
-    "running": states.STARTED,
-    "retrying": states.RETRY,
-    "completed": states.SUCCESS,
-    "failed": states.FAILURE,
-    "dead": states.FAILURE,
-    "cancelled": states.REVOKED,
+    JobStatus.SCHEDULED: states.PENDING,
+    JobStatus.QUEUED: states.PENDING,
+    JobStatus.RUNNING: states.STARTED,
+    JobStatus.RETRYING: states.RETRY,
+    JobStatus.COMPLETED: states.SUCCESS,
+    JobStatus.FAILED: states.FAILURE,
+    JobStatus.DEAD: states.FAILURE,
+    JobStatus.CANCELLED: states.REVOKED,
 }
-
-COLUMNS = (
-    Job.status,
-    Job.result,
-    Job.last_error,
-    Job.traceback,
-    Job.handler,
-    Job.payload,
-    Job.worker,
-    Job.attempts,
-    Job.queue,
-    Job.finished_at,
-)
 
 
 class LedgerBackend(BaseBackend):
@@ -121,35 +108,34 @@ class LedgerBackend(BaseBackend):
         """Results are kept with their job until retention removes both."""
 
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
-        with engine().connect() as conn:
-            row = conn.execute(select(*COLUMNS).where(Job.id == task_id)).first()
-        if row is None:
+        try:
+            row = JobStore().get(task_id)
+        except JobNotFound:  # not recorded yet (or not a job id at all)
             return {"status": states.PENDING, "result": None, "task_id": task_id}
-        status = STATES.get(row.status, states.PENDING)
-        result: Any = row.result
+        status = STATES.get(row["status"], states.PENDING)
+        result: Any = row["result"]
         if status in states.EXCEPTION_STATES:
-            kind, _, message = (row.last_error or f"{row.status}: ").partition(": ")
+            kind, _, message = (row["last_error"] or f"{row['status']}: ").partition(": ")
             # exc_module None: Celery rebuilds a plain exception class of that name and
             # never imports anything named by stored data (CVE-2021-23727).
             result = self.exception_to_python(
                 {"exc_type": kind or "JobFailed", "exc_message": message, "exc_module": None}
             )
-        payload = row.payload or {}
+        payload = row["payload"] or {}
+        finished_at = row["finished_at"]
         return {
             "task_id": task_id,
             "status": status,
             "result": result,
-            "traceback": row.traceback,
+            "traceback": row["traceback"],
             "children": [],
-            "date_done": row.finished_at.isoformat()
-            if isinstance(row.finished_at, datetime)
-            else None,
-            "name": row.handler,
+            "date_done": finished_at.isoformat() if isinstance(finished_at, datetime) else None,
+            "name": row["handler"],
             "args": payload.get("args"),
             "kwargs": payload.get("kwargs"),
-            "worker": row.worker,
-            "retries": max(0, (row.attempts or 1) - 1),
-            "queue": row.queue,
+            "worker": row["worker"],
+            "retries": max(0, (row["attempts"] or 1) - 1),
+            "queue": row["queue"],
         }
 
     def cleanup(self) -> None:

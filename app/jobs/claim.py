@@ -33,8 +33,9 @@ import redis
 from psycopg.types.json import Jsonb
 
 from app.jobs.gate import Holder, gate
-from app.jobs.models import FINISHED
+from app.jobs.models import FINISHED, JobStatus
 from app.jobs.recorder import Transition
+from app.jobs.store.queries import CLAIM, JOB_COUNT, SILENT, UNLOCK
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -48,28 +49,6 @@ TTL_MARGIN_S = 60.0
 
 #: How a held job was claimed.
 GATE, LEDGER = "gate", "ledger"
-
-SILENT = """
-SELECT coalesce(bool_and(last_seen < now() - make_interval(secs => %s)), true)
-FROM workers WHERE hostname = %s
-"""
-LEDGER_ROW = "SELECT status, deliveries FROM jobs WHERE id = %s"
-
-CLAIM = """
-WITH prev AS (
-    SELECT status FROM jobs WHERE id = %(id)s
-), counted AS (
-    INSERT INTO jobs AS j (id, handler, queue, payload, status, status_at, deliveries,
-                           attempts, created_at)
-    VALUES (%(id)s, %(handler)s, %(queue)s, %(payload)s, 'queued', '-infinity', 1, 0, now())
-    ON CONFLICT (id) DO UPDATE SET deliveries = j.deliveries + 1
-    RETURNING deliveries
-)
-SELECT (SELECT status FROM prev), (SELECT deliveries FROM counted),
-       pg_try_advisory_lock(hashtextextended(%(id)s::text, 0))
-"""
-
-UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s::text, 0))"
 
 
 class Verdict(StrEnum):
@@ -226,7 +205,10 @@ class Claims:
         try:  # another machine: gone when its worker stopped heartbeating
             row = (
                 self._connection()
-                .execute(SILENT, (get_settings().ledger.recovery_after_s, holder.node))
+                .execute(
+                    SILENT,
+                    {"after": get_settings().ledger.recovery_after_s, "hostname": holder.node},
+                )
                 .fetchone()
             )
         except psycopg.Error:
@@ -237,7 +219,7 @@ class Claims:
     def _ledger_row(self, job_id: str) -> tuple[str, int] | None:
         """``(status, deliveries)`` of ``job_id`` in PostgreSQL, or None (absent, unreachable)."""
         try:
-            row = self._connection().execute(LEDGER_ROW, (job_id,)).fetchone()
+            row = self._connection().execute(JOB_COUNT, {"id": job_id}).fetchone()
         except psycopg.Error as exc:
             logger.warning("ledger check of %s failed (%s): trusting the gate", job_id, exc)
             self.close()
@@ -264,6 +246,7 @@ class Claims:
                         "handler": handler,
                         "queue": queue or "?",
                         "payload": Jsonb(payload),
+                        "queued": JobStatus.QUEUED.value,
                     },
                 )
                 .fetchone()
@@ -341,7 +324,7 @@ class Claims:
             recorder.drain()
             self.release(job_id)
             return
-        unlock = psycopg.ClientCursor(conn).mogrify(UNLOCK, (job_id,))
+        unlock = psycopg.ClientCursor(conn).mogrify(UNLOCK, {"id": job_id})
         if recorder.drain(conn, then=unlock):
             self._held.pop(job_id, None)
         else:
@@ -361,7 +344,7 @@ class Claims:
             return
         try:
             if self._conn is not None and not self._conn.closed:
-                self._conn.execute(UNLOCK, (job_id,))
+                self._conn.execute(UNLOCK, {"id": job_id})
         except psycopg.Error as exc:
             logger.warning("could not release %s (%s); the lock ends with the session", job_id, exc)
             self.close()

@@ -24,53 +24,19 @@ from typing import Any
 
 import psycopg
 import redis
-from sqlalchemy import text
 
 from app.db import engine
 from app.jobs.gate import Holder, gate
 from app.jobs.recorder import Transition, write_adopted
+from app.jobs.store import workers
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
-
-BEAT = text("""
-INSERT INTO workers (hostname, pid, queues, started_at, last_seen)
-VALUES (:hostname, :pid, :queues, now(), now())
-ON CONFLICT (hostname) DO UPDATE SET pid = EXCLUDED.pid, queues = EXCLUDED.queues,
-    last_seen = now()
-""")
-
-RECOVER = text("""
-WITH lost AS (
-    SELECT j.id, j.worker FROM jobs j
-    LEFT JOIN workers w ON w.hostname = j.worker
-    WHERE j.status = 'running'
-      AND j.status_at < now() - make_interval(secs => :after)
-      AND (w.hostname IS NULL OR w.last_seen < now() - make_interval(secs => :after))
-    FOR UPDATE OF j SKIP LOCKED
-), requeued AS (
-    UPDATE jobs SET status = 'queued', status_at = now(), release_at = now(),
-        publish_options = coalesce(publish_options, '{}'::jsonb)
-            || jsonb_build_object('queue', jobs.queue)
-    FROM lost WHERE jobs.id = lost.id
-    RETURNING jobs.id, lost.worker
-)
-INSERT INTO job_events (job_id, from_status, to_status, at, detail)
-SELECT id, 'running', 'queued', now(),
-       'recovered: worker ' || coalesce(worker, '?') || ' stopped heartbeating'
-FROM requeued
-RETURNING job_id
-""")
-
 
 #: Seconds an outcome of a dead process waits before this worker writes it.
 RECONCILE_AFTER_S = 1.0
 #: Seconds between a worker's looks for such outcomes.
 RECONCILE_INTERVAL_S = 1.0
-
-ALIVE = text("""
-SELECT hostname FROM workers WHERE last_seen >= now() - make_interval(secs => :after)
-""")
 
 
 def _adopted(job_id: str, outcome: dict[str, Any]) -> Transition | None:
@@ -135,10 +101,10 @@ def recover_lost_jobs(after_s: float | None = None) -> list[Any]:
     if after_s is None:
         after_s = get_settings().ledger.recovery_after_s
     with engine().connect() as conn:
-        alive = set(conn.execute(ALIVE, {"after": after_s}).scalars())
+        alive = workers.alive(conn, after_s)
     reconcile(lambda writer: writer.node not in alive, after_s)
     with engine().begin() as conn:
-        recovered = list(conn.execute(RECOVER, {"after": after_s}).scalars())
+        recovered = workers.recover(conn, after_s)
     if recovered:
         logger.warning("recovered %d jobs from silent workers: %s", len(recovered), recovered)
     return recovered
@@ -159,9 +125,7 @@ class Heartbeat:
     def beat(self) -> None:
         """Say this worker is alive."""
         with engine().begin() as conn:
-            conn.execute(
-                BEAT, {"hostname": self.hostname, "pid": os.getpid(), "queues": self.queues}
-            )
+            workers.beat(conn, self.hostname, os.getpid(), self.queues)
 
     def recover(self) -> list[Any]:
         """Hand back jobs left ``running`` by workers not heard from; return their ids."""

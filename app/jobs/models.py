@@ -30,6 +30,11 @@ FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 #: States in which a job may still run.
 UNFINISHED = frozenset(JobStatus) - FINISHED
 
+#: The unique index that keeps a job name to one unfinished job.
+ACTIVE_NAME_INDEX = "ux_jobs_active_name"
+#: The unique index that keeps one unfinished job waiting for a name (``waits_for``).
+WAITING_INDEX = "ux_jobs_waiting"
+
 
 class Base(DeclarativeBase):
     """Declarative base of the ledger's tables."""
@@ -81,7 +86,7 @@ class Job(Base):
         Index("ix_jobs_queue_created", "queue", "created_at"),
         Index("ix_jobs_created", "created_at"),
         Index(
-            "ux_jobs_active_name",
+            ACTIVE_NAME_INDEX,
             "job_name",
             unique=True,
             postgresql_where=text(
@@ -89,7 +94,7 @@ class Job(Base):
             ),
         ),
         Index(
-            "ux_jobs_waiting",
+            WAITING_INDEX,
             "waits_for",
             unique=True,
             postgresql_where=text(

@@ -24,87 +24,22 @@ import psycopg
 from kombu.utils import json as kombu_json
 from psycopg.types.json import Jsonb
 
-logger = logging.getLogger(__name__)
-
-#: Columns a transition may carry about its job, besides the state change itself.
-JOB_FIELDS = (
-    "handler",
-    "job_name",
-    "queue",
-    "payload",
-    "metadata",
-    "schedule",
-    "idempotency_key",
-    "attempts",
-    "deliveries",
-    "last_error",
-    "traceback",
-    "worker",
-    "result",
-    "enqueued_at",
-    "due_at",
-    "started_at",
-    "finished_at",
+from app.jobs.store.queries import (
+    COPY_EVENTS,
+    EVENT_IF_NEW,
+    EVENT_ROW,
+    INSERT_EVENTS_HEAD,
+    JOB_FIELDS,
+    UPSERT,
+    UPSERT_HEAD,
+    UPSERT_ROW,
+    UPSERT_TAIL,
 )
 
-UPSERT_HEAD = """
-INSERT INTO jobs AS j (
-    id, handler, job_name, queue, payload, metadata, schedule, idempotency_key,
-    status, status_at, attempts, deliveries, last_error, traceback, worker, result,
-    created_at, enqueued_at, due_at, started_at, finished_at
-) VALUES """
-UPSERT_ROW = """(
-    %(id)s, %(handler)s, %(job_name)s, %(queue)s, %(payload)s, %(metadata)s, %(schedule)s,
-    %(idempotency_key)s, %(status)s, %(status_at)s, %(attempts)s, %(deliveries)s, %(last_error)s,
-    %(traceback)s, %(worker)s, %(result)s, %(status_at)s, %(enqueued_at)s, %(due_at)s,
-    %(started_at)s, %(finished_at)s
-)"""
-UPSERT_TAIL = """
-ON CONFLICT (id) DO UPDATE SET
-    job_name = coalesce(j.job_name, EXCLUDED.job_name),
-    payload = CASE WHEN j.payload = '{}'::jsonb THEN EXCLUDED.payload ELSE j.payload END,
-    metadata = CASE WHEN EXCLUDED.metadata = '{}'::jsonb THEN j.metadata
-                    ELSE EXCLUDED.metadata END,
-    schedule = coalesce(j.schedule, EXCLUDED.schedule),
-    status = CASE
-        -- A finished job is not reopened by a publish of its id (a duplicate); only
-        -- JobService.requeue, which writes directly, does that.
-        WHEN j.status IN ('completed', 'failed', 'cancelled', 'dead')
-             AND EXCLUDED.status IN ('queued', 'scheduled') THEN j.status
-        WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.status
-        ELSE j.status END,
-    status_at = greatest(j.status_at, EXCLUDED.status_at),
-    attempts = greatest(j.attempts, EXCLUDED.attempts),
-    deliveries = greatest(j.deliveries, EXCLUDED.deliveries),
-    last_error = coalesce(EXCLUDED.last_error, j.last_error),
-    traceback = coalesce(EXCLUDED.traceback, j.traceback),
-    worker = coalesce(EXCLUDED.worker, j.worker),
-    result = coalesce(EXCLUDED.result, j.result),
-    created_at = least(j.created_at, EXCLUDED.created_at),
-    enqueued_at = coalesce(j.enqueued_at, EXCLUDED.enqueued_at),
-    due_at = coalesce(EXCLUDED.due_at, j.due_at),
-    started_at = greatest(j.started_at, EXCLUDED.started_at),
-    -- Only a requeue (JobService, written directly) clears it: a later record without
-    -- one (a duplicate delivery of a finished job) keeps the time the job finished.
-    finished_at = CASE WHEN EXCLUDED.status_at >= j.status_at
-                       THEN coalesce(EXCLUDED.finished_at, j.finished_at)
-                       ELSE j.finished_at END
-"""
-UPSERT = UPSERT_HEAD + UPSERT_ROW + UPSERT_TAIL
+logger = logging.getLogger(__name__)
 
 #: Job fields that hold times.
 TIMES = ("enqueued_at", "due_at", "started_at", "finished_at")
-
-#: An event written only if its job has none like it (an outcome written twice).
-EVENT_IF_NEW = """
-INSERT INTO job_events (job_id, from_status, to_status, at, attempt, worker, detail)
-SELECT %(id)s::uuid, %(from)s::text, %(to)s::text, %(at)s::timestamptz, %(attempt)s::int,
-       %(worker)s::text, %(detail)s::text
-WHERE NOT EXISTS (
-    SELECT 1 FROM job_events
-    WHERE job_id = %(id)s::uuid AND to_status = %(to)s::text AND attempt = %(attempt)s::int
-)
-"""
 
 
 @dataclass(slots=True)
@@ -383,7 +318,7 @@ class Recorder:
         rows = ",".join(cur.mogrify(UPSERT_ROW, row) for row in fold(batch))
         events = ",".join(
             cur.mogrify(
-                "(%s, %s, %s, %s, %s, %s, %s)",
+                EVENT_ROW,
                 (t.job_id, t.from_status, t.to_status, t.at, t.attempt, t.worker, t.detail),
             )
             for t in batch
@@ -391,8 +326,7 @@ class Recorder:
         script = (
             "BEGIN; SET LOCAL synchronous_commit = on;"
             f"{UPSERT_HEAD}{rows}{UPSERT_TAIL};"
-            "INSERT INTO job_events (job_id, from_status, to_status, at, attempt, worker, detail) "
-            f"VALUES {events}; COMMIT; {then}"
+            f"{INSERT_EVENTS_HEAD}{events}; COMMIT; {then}"
         )
         try:
             cur.execute(script.encode())
@@ -405,10 +339,7 @@ class Recorder:
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(UPSERT, fold(batch))
-            with cur.copy(
-                "COPY job_events (job_id, from_status, to_status, at, attempt, worker, detail) "
-                "FROM STDIN"
-            ) as copy:
+            with cur.copy(COPY_EVENTS) as copy:
                 for t in batch:
                     copy.write_row(
                         (t.job_id, t.from_status, t.to_status, t.at, t.attempt, t.worker, t.detail)

@@ -20,45 +20,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from kombu.utils import json as kombu_json
+from sqlalchemy import Connection
 
 from app.db import engine
 from app.jobs.lifecycle import RECORDED_HEADER
 from app.jobs.models import JobStatus
+from app.jobs.store import release
 
 logger = logging.getLogger(__name__)
 
 #: Publish options a held message keeps (what Celery's retry and routing need).
 KEPT_OPTIONS = ("queue", "priority", "retries", "expires", "time_limit", "soft_time_limit")
-
-HOLD = text("""
-INSERT INTO jobs AS j (id, handler, queue, payload, status, status_at, created_at, due_at,
-                       release_at, publish_options)
-VALUES (:id, :handler, :queue, CAST(:payload AS jsonb), :status, now(), now(), :due, :due,
-        CAST(:options AS jsonb))
-ON CONFLICT (id) DO UPDATE SET release_at = EXCLUDED.release_at, due_at = EXCLUDED.due_at,
-    publish_options = EXCLUDED.publish_options
-RETURNING (xmax = 0) AS created
-""")
-
-EVENT = text("""
-INSERT INTO job_events (job_id, from_status, to_status, at, detail)
-VALUES (:id, :from_status, :to_status, now(), :detail)
-""")
-
-DUE = text("""
-SELECT id, handler, queue, payload, publish_options, status FROM jobs
-WHERE release_at <= now() AND (CAST(:ids AS uuid[]) IS NULL OR id = ANY(CAST(:ids AS uuid[])))
-ORDER BY release_at LIMIT :limit FOR UPDATE SKIP LOCKED
-""")
-
-RELEASED = text("""
-UPDATE jobs SET release_at = NULL,
-    status = CASE WHEN status = 'scheduled' THEN 'queued' ELSE status END,
-    status_at = CASE WHEN status = 'scheduled' THEN now() ELSE status_at END,
-    enqueued_at = coalesce(enqueued_at, now())
-WHERE id = :id
-""")
 
 
 def due_time(headers: dict[str, Any]) -> datetime | None:
@@ -82,32 +55,17 @@ def hold(
     options: dict[str, Any],
 ) -> bool:
     """Write a held message on ``conn`` (the caller's transaction); True if the job is new."""
-    from kombu.utils import json as kombu_json
-
-    status = JobStatus.SCHEDULED if due > datetime.now(UTC) else JobStatus.QUEUED
-    created = conn.execute(
-        HOLD,
-        {
-            "id": job_id,
-            "handler": handler,
-            "queue": queue,
-            "status": status,
-            "due": due,
-            "payload": kombu_json.dumps({"args": list(args or []), "kwargs": dict(kwargs or {})}),
-            "options": kombu_json.dumps({k: options[k] for k in KEPT_OPTIONS if options.get(k)}),
-        },
-    ).scalar()
-    if created:
-        conn.execute(
-            EVENT,
-            {
-                "id": job_id,
-                "from_status": None,
-                "to_status": status,
-                "detail": f"held until {due.isoformat()}",
-            },
-        )
-    return bool(created)
+    return release.hold(
+        conn,
+        job_id=job_id,
+        handler=handler,
+        queue=queue,
+        status=JobStatus.SCHEDULED if due > datetime.now(UTC) else JobStatus.QUEUED,
+        due=due,
+        payload=kombu_json.dumps({"args": list(args or []), "kwargs": dict(kwargs or {})}),
+        options=kombu_json.dumps({k: options[k] for k in KEPT_OPTIONS if options.get(k)}),
+        detail=f"held until {due.isoformat()}",
+    )
 
 
 def hold_message(
@@ -165,8 +123,7 @@ class Releaser:
         """
         released = 0
         with engine().begin() as conn:
-            params = {"limit": self.batch, "ids": None if ids is None else [str(i) for i in ids]}
-            for row in conn.execute(DUE, params).mappings().all():
+            for row in release.due(conn, self.batch, ids):
                 payload, options = row["payload"] or {}, dict(row["publish_options"] or {})
                 options.setdefault("queue", row["queue"])
                 if isinstance(options.get("expires"), str):
@@ -179,17 +136,7 @@ class Releaser:
                     headers={RECORDED_HEADER: True},
                     **options,
                 )
-                conn.execute(RELEASED, {"id": row["id"]})
-                if row["status"] == JobStatus.SCHEDULED:
-                    conn.execute(
-                        EVENT,
-                        {
-                            "id": row["id"],
-                            "from_status": "scheduled",
-                            "to_status": "queued",
-                            "detail": "released when due",
-                        },
-                    )
+                release.released(conn, row, "released when due")
                 released += 1
         return released
 

@@ -13,7 +13,6 @@ import redis
 from kombu.utils import json as kombu_json
 from pydantic import ValidationError
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
 
 from app.celery import app as default_app
 from app.errors import (
@@ -21,7 +20,6 @@ from app.errors import (
     GateUnavailable,
     InvalidPayload,
     InvalidSchedule,
-    JobNameTaken,
     PayloadTooLarge,
     UnknownHandler,
 )
@@ -326,20 +324,15 @@ class JobService:
                 gate.forget(str(job_id))
             except redis.RedisError as exc:
                 raise GateUnavailable("requeue", job_id, mask_url(gate.url), exc) from exc
-        try:
-            job = self.store.transition(
-                job_id,
-                set(REQUEUEABLE),
-                JobStatus.QUEUED,
-                "requeued",
-                "requeued by request",
-                deliveries=0,
-                finished_at=None,
-            )
-        except IntegrityError as exc:
-            if "ux_jobs_active_name" not in str(exc):
-                raise
-            raise JobNameTaken(job_id, self.store.get(job_id)["job_name"]) from None
+        job = self.store.transition(
+            job_id,
+            set(REQUEUEABLE),
+            JobStatus.QUEUED,
+            "requeued",
+            "requeued by request",
+            deliveries=0,
+            finished_at=None,
+        )
         payload = job["payload"] or {}
         self._publish(
             job["id"],

@@ -11,7 +11,9 @@ from sqlalchemy import text
 
 from app.celery import app
 from app.db import engine
+from app.jobs import statistics
 from app.jobs.store import counts
+from app.jobs.store import workers as worker_rows
 from app.web.api_auth import needs
 from app.web.api_errors import ApiError
 from app.web.api_schemas import errors
@@ -21,8 +23,6 @@ router = Router(tags=["operations"])
 
 #: Seconds a worker waits to answer ``/workers``.
 INSPECT_TIMEOUT_S = 1.0
-#: Longest window ``/stats`` counts over, in hours.
-MAX_HOURS = 24 * 366
 
 
 class WorkerOut(Schema):
@@ -91,6 +91,10 @@ class StatsOut(Schema):
 
     hours: int
     since: datetime
+    generated_at: datetime = Field(
+        description="when these counts were taken: now, or by the hourly statistics run "
+        "whose cached result answered (while younger than cache.stats_ttl_s)"
+    )
     total: int
     by_status: dict[str, int]
     by_handler: dict[str, int]
@@ -98,9 +102,6 @@ class StatsOut(Schema):
     unfinished: dict[str, int]
 
 
-HEARTBEATS = text(
-    "SELECT hostname, pid, queues, started_at, last_seen FROM workers ORDER BY hostname"
-)
 BEATS = text(
     "SELECT identity, started_at, last_tick_at, leader, last_error "
     "FROM conveyor_beat_instance ORDER BY identity"
@@ -115,7 +116,7 @@ def heartbeats() -> list[dict[str, Any]]:
     """Each worker's last heartbeat, with ``alive`` when it is recent."""
     fresh = datetime.now(UTC) - timedelta(seconds=3 * get_settings().ledger.heartbeat_interval_s)
     with engine().connect() as conn:
-        rows = [dict(row) for row in conn.execute(HEARTBEATS).mappings()]
+        rows = worker_rows.heartbeats(conn)
     for row in rows:
         row["queues"] = [q for q in (row["queues"] or "").split(",") if q]
         row["alive"] = row["last_seen"] >= fresh
@@ -212,20 +213,37 @@ def services(request: HttpRequest) -> dict[str, Any]:
 class StatsQuery(Schema):
     """The window ``/stats`` counts over."""
 
-    hours: int = Field(24, ge=1, le=MAX_HOURS, description="the window, in hours")
+    hours: int = Field(24, ge=1, le=statistics.MAX_HOURS, description="the window, in hours")
 
 
 @router.get("/stats", response={200: StatsOut, **errors()}, **needs("read"))
 def stats(request: HttpRequest, query: Query[StatsQuery]) -> dict[str, Any]:
     """Jobs created in the last ``hours`` hours by state, handler and queue; and how many
-    are unfinished now, whenever they were created."""
+    are unfinished now, whenever they were created.
+
+    The hourly statistics answer while fresh and of the same window (``generated_at``
+    says when they were counted); otherwise the ledger is counted now."""
     hours = query.hours
-    since = datetime.now(UTC) - timedelta(hours=hours)
+    cached = statistics.cached(hours)
+    if cached is not None:
+        return {
+            "hours": hours,
+            "since": datetime.fromisoformat(cached["since"]),
+            "generated_at": datetime.fromisoformat(cached["generated_at"]),
+            "total": cached["created"]["total"],
+            "by_status": cached["created"]["by_status"],
+            "by_handler": cached["created"]["by_handler"],
+            "by_queue": cached["created"]["by_queue"],
+            "unfinished": cached["unfinished"],
+        }
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=hours)
     with engine().connect() as conn:
         created, unfinished = counts(conn, since)
     return {
         "hours": hours,
         "since": since,
+        "generated_at": now,
         "total": sum(created["status"].values()),
         "by_status": created["status"],
         "by_handler": created["handler"],

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from app.celery import app
 from app.db import engine
+from app.jobs.store import figures
 from app.web.tokens import allows, authenticate
 from config.settings import QUEUES, get_settings
 
@@ -109,19 +110,8 @@ def stalled(
     """
     since = datetime.now(UTC) - timedelta(seconds=after_s)
     with engine().connect() as conn:
-        oldest: dict[str, datetime] = dict(
-            conn.execute(
-                text(
-                    "SELECT queue, min(status_at) FROM jobs "
-                    "WHERE status = 'queued' AND release_at IS NULL GROUP BY queue"
-                )
-            ).all()
-        )
-        busy = set(
-            conn.execute(text("SELECT DISTINCT worker FROM jobs WHERE status = 'running'"))
-            .scalars()
-            .all()
-        )
+        oldest = figures.oldest_queued(conn)
+        busy = figures.busy_workers(conn)
         found = {}
         for queue in QUEUES:
             waiting_since = oldest.get(queue)
@@ -130,13 +120,7 @@ def stalled(
             if busy.intersection(by_queue.get(queue, [])):
                 continue
             # The newest job of the queue that started: in line order, the last start.
-            last_start = conn.execute(
-                text(
-                    "SELECT started_at FROM jobs WHERE queue = :queue "
-                    "AND started_at IS NOT NULL ORDER BY created_at DESC LIMIT 1"
-                ),
-                {"queue": queue},
-            ).scalar()
+            last_start = figures.last_start(conn, queue)
             if last_start is None or last_start <= since:
                 found[queue] = (
                     f"{depths[queue]} waiting, the oldest since {waiting_since.isoformat()}, "

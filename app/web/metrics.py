@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from django.http import HttpRequest, HttpResponse
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from sqlalchemy import text
 
 from app.db import engine
 from app.jobs.models import JobStatus
+from app.jobs.store import figures, workers
 from app.web.health import beat_leader, broker_connection, queue_depths, refuse_without_read_token
 from beat.lateness import schedule_lags
 from config.settings import QUEUES, get_settings
@@ -31,10 +31,9 @@ def _jobs() -> Iterator[Metric]:
     )
     counts = {(state.value, queue): 0 for state in JobStatus for queue in QUEUES}
     with engine().connect() as conn:
-        for state, queue, count in conn.execute(
-            text("SELECT status, queue, count(*) FROM jobs GROUP BY status, queue")
-        ):
-            counts[(state, queue)] = count
+        for queue, states in figures.queue_states(conn).items():
+            for state, count in states.items():
+                counts[(state, queue)] = count
     for (state, queue), count in sorted(counts.items()):
         family.add_metric([state, queue], count)
     yield family
@@ -49,12 +48,7 @@ def _jobs() -> Iterator[Metric]:
 def _workers() -> Iterator[Metric]:
     fresh_s = 3 * get_settings().ledger.heartbeat_interval_s
     with engine().connect() as conn:
-        alive = conn.execute(
-            text(
-                "SELECT count(*) FROM workers WHERE last_seen > now() - make_interval(secs => :s)"
-            ),
-            {"s": fresh_s},
-        ).scalar_one()
+        alive = len(workers.alive(conn, fresh_s))
     yield GaugeMetricFamily(
         "conveyor_workers_alive",
         f"Workers whose last heartbeat is under {fresh_s:g}s old.",

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import engine
+from app.jobs import statistics
 from tests import servers
 from tests.acceptance import probe_tasks
 
@@ -56,12 +57,14 @@ class Effects:
 @pytest.fixture
 def effects() -> Iterator[Effects]:
     """An empty effect table and an empty ledger: nothing an earlier test left behind
-    (a held job coming due, a job a killed worker left running) can act in this one."""
+    (a held job coming due, a job a killed worker left running, statistics cached by
+    an hourly run) can act in this one."""
     with probe_tasks.connect() as conn:
         conn.execute(probe_tasks.DDL)
         conn.execute("TRUNCATE probe_effects, probe_flags")
     with engine().begin() as conn:
         conn.execute(text("TRUNCATE jobs, job_events, workers"))
+    statistics.cache().delete(statistics.CACHE_KEY)
     yield Effects()
 
 

@@ -8,6 +8,7 @@ its audit record naming the token.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from app.jobs import statistics
 from tests.acceptance.api_support import Api, actor, running, token
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import Web
@@ -282,6 +284,40 @@ def test_operations_show_workers_queues_services_and_stats(api: Api, effects: Ef
     stats = api.ok("GET", "/stats", params={"hours": 1})
     assert stats["by_handler"]["probe.record"] >= 1 and stats["total"] >= 1
     assert set(stats["unfinished"]) == {"scheduled", "queued", "running", "retrying"}
+
+
+def test_stats_answer_from_the_hourly_statistics_while_fresh_else_count_live(
+    api: Api, effects: Effects
+) -> None:
+    job = {"handler": "probe.record", "payload": {"key": "stats-cache"}}
+    created = api.ok("POST", "/jobs", 201, json=job)
+    job_done(api, created["id"])
+    live = api.ok("GET", "/stats")
+    assert live["hours"] == 24 and live["total"] == 1
+    assert live["by_handler"] == {"probe.record": 1}
+    # What the hourly run caches, made recognisable: a count the ledger cannot give.
+    stats = statistics.compute(24)
+    cache = statistics.cache()
+    recognisable = {**stats, "created": {**stats["created"], "total": 4242}}
+    recognisable["created"]["by_handler"] = {"cached.marker": 4242}
+    cache.set(statistics.CACHE_KEY, json.dumps(recognisable), ex=60)
+
+    served = api.ok("GET", "/stats")
+    assert served["total"] == 4242 and served["by_handler"] == {"cached.marker": 4242}
+    counted_at = datetime.fromisoformat(stats["generated_at"])
+    # The API gives times to the millisecond.
+    assert abs(datetime.fromisoformat(served["generated_at"]) - counted_at) < timedelta(
+        milliseconds=1
+    )
+    other_window = api.ok("GET", "/stats", params={"hours": 1})
+    assert other_window["total"] == 1, "the cache holds 24 hours: 1 hour is counted live"
+
+    cache.pexpire(statistics.CACHE_KEY, 1)
+    wait_for(
+        lambda: api.ok("GET", "/stats")["by_handler"] == {"probe.record": 1},
+        10,
+        "the live count once the cached statistics expired",
+    )
 
 
 def test_every_error_is_json_naming_the_field_and_the_reason(api: Api) -> None:

@@ -13,10 +13,13 @@ import redis
 from sqlalchemy import text
 
 from app.db import engine
+from app.jobs import statistics
 from app.jobs.heartbeat import Heartbeat
+from app.jobs.statistics import CACHE_KEY
+from beat.service import ensure_django
 from config.settings import get_settings
 from tasks.reports import TOP_FAILURES, job_summary
-from tasks.statistics import CACHE_KEY, CACHE_TTL_S, cached_job_stats, job_stats
+from tasks.statistics import job_stats
 
 FINISHED = ("completed", "failed", "cancelled", "dead")
 
@@ -156,8 +159,10 @@ def test_job_stats_counts_the_window_and_the_unfinished_jobs_and_caches_them(
     assert stats["durations"] == DURATIONS
 
     assert json.loads(empty_ledger.get(CACHE_KEY) or "null") == stats
-    assert CACHE_TTL_S - 60 < empty_ledger.ttl(CACHE_KEY) <= CACHE_TTL_S == 2 * 60 * 60
-    assert cached_job_stats() == stats
+    ttl_s = get_settings().cache.stats_ttl_s
+    assert ttl_s - 60 < empty_ledger.ttl(CACHE_KEY) <= ttl_s == 2 * 60 * 60
+    assert statistics.cached() == stats
+    assert statistics.cached(24) == stats
 
 
 def test_job_stats_of_an_empty_ledger_reports_zeros() -> None:
@@ -168,7 +173,46 @@ def test_job_stats_of_an_empty_ledger_reports_zeros() -> None:
 
 
 def test_cached_job_stats_is_none_before_the_first_run() -> None:
-    assert cached_job_stats() is None
+    assert statistics.cached() is None
+
+
+def test_cached_job_stats_are_only_given_while_fresh_and_for_their_window(
+    empty_ledger: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = job_stats.run(hours=24)
+    assert statistics.cached(24) == stats
+    assert statistics.cached(1) is None, "another window is counted live"
+
+    stale = {**stats, "generated_at": (datetime.now(UTC) - timedelta(hours=3)).isoformat()}
+    empty_ledger.set(CACHE_KEY, json.dumps(stale), ex=60)
+    assert statistics.cached(24) is None, "older than cache.stats_ttl_s"
+
+    empty_ledger.set(CACHE_KEY, json.dumps({k: v for k, v in stats.items() if k != "unfinished"}))
+    assert statistics.cached(24) is None, "a shape the reader does not know"
+    empty_ledger.set(CACHE_KEY, "not json")
+    assert statistics.cached(24) is None
+
+    monkeypatch.setattr(get_settings().cache, "stats_ttl_s", 0)
+    empty_ledger.delete(CACHE_KEY)
+    assert job_stats.run(hours=24)["hours"] == 24
+    assert empty_ledger.get(CACHE_KEY) is None, "a TTL of 0 caches nothing"
+    empty_ledger.set(CACHE_KEY, json.dumps(stats), ex=60)
+    assert statistics.cached(24) is None, "and serves nothing"
+
+
+def test_the_console_front_page_counts_now_whatever_the_statistics_say(
+    empty_ledger: redis.Redis,
+) -> None:
+    ensure_django()
+    from app.web.admin.overview import overview
+
+    job = add_job("demo.ping", "default", "dead", created_ago=timedelta(hours=1))
+    stats = job_stats.run(hours=24)
+    assert statistics.cached(24) == stats, "fresh statistics are cached"
+    assert overview()["dead"] == 1
+    with engine().begin() as conn:
+        conn.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": job})
+    assert overview()["dead"] == 0, "a purged dead job leaves the count at once"
 
 
 def test_job_summary_reports_outcomes_durations_and_top_failures(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.errors import InvalidSchedule, InvalidTransition, JobNotFound
+from app.errors import InvalidSchedule, InvalidTransition, JobNameTaken, JobNotFound
+from app.jobs.models import JobStatus
 from app.jobs.service import JobService
+from app.jobs.store import JobStore
 from app.schedule import next_fire_times
 from config.settings import get_settings
 
@@ -64,3 +67,43 @@ def test_a_cron_schedule_runs_the_job_once_at_its_next_fire_time() -> None:
     assert job["status"] == "scheduled" and job["schedule"] == "0 6 * * MON-FRI"
     assert job["due_at"] == expected and job["release_at"] == expected
     service.cancel(job_id)
+
+
+def test_a_requeue_into_a_name_another_unfinished_job_holds_is_refused_naming_it() -> None:
+    service = JobService()
+    name = f"nightly-{uuid.uuid4().hex[:8]}"
+    first = service.enqueue("demo.ping", {}, job_name=name, schedule=timedelta(hours=1))
+    service.cancel(first)
+    second = service.enqueue("demo.ping", {}, job_name=name, schedule=timedelta(hours=1))
+    assert second != first
+    with pytest.raises(JobNameTaken, match=f"another unfinished job is named {name!r}"):
+        service.requeue(first)
+    assert service.get(first)["status"] == "cancelled", "the refused requeue changed nothing"
+    service.cancel(second)
+
+
+def test_a_requeue_of_a_waiting_run_while_another_waits_for_its_name_is_refused() -> None:
+    service = JobService()
+    name = f"schedule:{uuid.uuid4().hex[:8]}"
+
+    def waiting() -> uuid.UUID:
+        job_id, created = JobStore().create(
+            {
+                "id": uuid.uuid4(),
+                "handler": "demo.ping",
+                "queue": "default",
+                "waits_for": name,
+                "status": JobStatus.SCHEDULED,
+                "enqueued_at": None,
+            }
+        )
+        assert created
+        return job_id
+
+    first = waiting()
+    service.cancel(first)
+    second = waiting()
+    with pytest.raises(JobNameTaken, match=f"another unfinished job already waits for {name!r}"):
+        service.requeue(first)
+    assert service.get(first)["status"] == "cancelled"
+    service.cancel(second)

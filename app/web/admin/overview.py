@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db.models import Count
 from django.http import HttpRequest
 
+from app.db import engine
+from app.jobs.store import figures
 from app.web import health
 from app.web.admin.display import STATES
-from app.web.models import Job
 from beat.service import ScheduleService
 from config.settings import QUEUES, get_settings
 
@@ -31,11 +31,14 @@ def flower_url(request: HttpRequest) -> str:
 
 
 def overview() -> dict[str, Any]:
-    """Jobs per queue and state (ledger), messages per queue (broker), the beat leader."""
+    """Jobs per queue and state (ledger), messages per queue (broker), the beat leader.
+
+    Counted now, never from the hourly statistics: an operator acts on these (a dead
+    job requeued leaves the count at once, as it leaves ``conveyor_dead_letters``)."""
     counts: dict[str, dict[str, int]] = {queue: dict.fromkeys(STATES, 0) for queue in QUEUES}
-    rows = Job.objects.values("queue", "status").annotate(n=Count("id")).order_by()
-    for row in rows:
-        counts.setdefault(row["queue"], dict.fromkeys(STATES, 0))[row["status"]] = row["n"]
+    with engine().connect() as conn:
+        for queue, by_state in figures.queue_states(conn).items():
+            counts.setdefault(queue, dict.fromkeys(STATES, 0)).update(by_state)
     try:
         depths: dict[str, int] = queue_depths()
         broker_error = ""

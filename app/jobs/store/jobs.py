@@ -1,4 +1,9 @@
-"""JobStore: reads and the few synchronous writes of the ledger (SQLAlchemy Core)."""
+"""JobStore: one job at a time, and pages of them (SQLAlchemy Core over psycopg).
+
+The driver's errors become Conveyor's here: no such job is :class:`JobNotFound`, a
+state the operation does not allow :class:`InvalidTransition`, and a unique index
+of names refusing a job back into an unfinished state :class:`JobNameTaken`.
+"""
 
 from __future__ import annotations
 
@@ -7,53 +12,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Table,
-    and_,
-    insert,
-    or_,
-    select,
-    text,
-    tuple_,
-    update,
-)
+from sqlalchemy import Connection, Engine, Table, and_, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 
 from app.db import engine
-from app.errors import InvalidTransition, JobNotFound
-from app.jobs.models import UNFINISHED, Job, JobEvent, JobStatus
+from app.errors import InvalidTransition, JobNameTaken, JobNotFound
+from app.jobs.models import ACTIVE_NAME_INDEX, WAITING_INDEX, Job, JobEvent, JobStatus
+from app.jobs.store.queries import JOB_STATUS, NOTE_EVENT, PURGE, UNFINISHED_STATES
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
 
-
-CREATED = text("""
-SELECT CASE WHEN GROUPING(handler) = 0 THEN 'handler'
-            WHEN GROUPING(queue) = 0 THEN 'queue'
-            ELSE 'status' END,
-       coalesce(handler, queue, status),
-       count(*)
-FROM jobs
-WHERE created_at >= :since
-GROUP BY GROUPING SETS ((handler), (queue), (status))
-""")
-UNFINISHED_NOW = text("SELECT status, count(*) FROM jobs WHERE status = ANY(:s) GROUP BY status")
-#: Unfinished states in their life order.
-UNFINISHED_STATES = tuple(status.value for status in JobStatus if status in UNFINISHED)
-
-
-def counts(conn: Connection, since: datetime) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
-    """Jobs created since ``since`` by ``handler``, ``queue`` and ``status`` (sorted), and
-    the jobs in each unfinished state now, whenever created (every state, zeros too)."""
-    created: dict[str, dict[str, int]] = {"handler": {}, "queue": {}, "status": {}}
-    for dimension, key, count in conn.execute(CREATED, {"since": since}):
-        created[dimension][key] = int(count)
-    unfinished = dict.fromkeys(UNFINISHED_STATES, 0)
-    for status, count in conn.execute(UNFINISHED_NOW, {"s": list(UNFINISHED_STATES)}):
-        unfinished[status] = int(count)
-    return {k: dict(sorted(v.items())) for k, v in created.items()}, unfinished
+#: The unique index of names that refused a row → the column holding the name it refused.
+NAME_INDEXES = {ACTIVE_NAME_INDEX: "job_name", WAITING_INDEX: "waits_for"}
 
 
 def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
@@ -68,6 +40,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(created), uuid.UUID(job_id)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"cursor {cursor!r} is not one this API returned") from exc
+
+
+def refused_index(exc: IntegrityError) -> str | None:
+    """The name of the unique index that refused a write, if the driver says."""
+    diag = getattr(exc.orig, "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 class JobStore:
@@ -113,13 +91,10 @@ class JobStore:
         clauses = []
         if row.get("idempotency_key"):
             clauses.append(JOBS.c.idempotency_key == row["idempotency_key"])
-        for column in ("job_name", "waits_for"):
+        for column in NAME_INDEXES.values():
             if row.get(column):
                 clauses.append(
-                    and_(
-                        JOBS.c[column] == row[column],
-                        JOBS.c.status.in_(["scheduled", "queued", "running", "retrying"]),
-                    )
+                    and_(JOBS.c[column] == row[column], JOBS.c.status.in_(UNFINISHED_STATES))
                 )
         existing = (
             conn.execute(select(JOBS.c.id).where(or_(*clauses))).scalar() if clauses else None
@@ -215,7 +190,11 @@ class JobStore:
         detail: str,
         **changes: Any,
     ) -> dict[str, Any]:
-        """Move a job from one of ``allowed`` states to ``to_status`` now, with an event."""
+        """Move a job from one of ``allowed`` states to ``to_status`` now, with an event.
+
+        :class:`JobNameTaken` when the job would be unfinished again while another
+        unfinished job holds its name (or, for a waiting job, waits for the same name).
+        """
         now = datetime.now(UTC)
         with self.db.begin() as conn:
             current = (
@@ -227,11 +206,19 @@ class JobStore:
                 raise JobNotFound(job_id)
             if current["status"] not in allowed:
                 raise InvalidTransition(job_id, current["status"], operation)
-            conn.execute(
-                update(JOBS)
-                .where(JOBS.c.id == current["id"])
-                .values(status=to_status, status_at=now, **changes)
-            )
+            try:
+                conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.id == current["id"])
+                    .values(status=to_status, status_at=now, **changes)
+                )
+            except IntegrityError as exc:
+                column = NAME_INDEXES.get(refused_index(exc) or "")
+                if column is None:
+                    raise
+                raise JobNameTaken(
+                    job_id, current[column], operation, waiting=column == "waits_for"
+                ) from None
             conn.execute(
                 insert(EVENTS).values(
                     job_id=current["id"],
@@ -251,3 +238,22 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError as exc:
         raise JobNotFound(value) from exc
+
+
+def status_of(conn: Connection, job_id: uuid.UUID | str) -> str | None:
+    """The job's state, on the caller's connection; None if there is no such job."""
+    status = conn.exec_driver_sql(JOB_STATUS, {"id": _uuid(job_id)}).scalar()
+    return None if status is None else str(status)
+
+
+def note(conn: Connection, job_id: uuid.UUID | str, detail: str) -> None:
+    """Add an event that changes no state to the job's history (the caller's transaction)."""
+    conn.exec_driver_sql(NOTE_EVENT, {"id": _uuid(job_id), "detail": detail})
+
+
+def purge(conn: Connection, statuses: list[str], cutoff: datetime, batch: int) -> int:
+    """Delete up to ``batch`` jobs in ``statuses`` that ended before ``cutoff``, with their
+    events; how many went. Jobs another purge is deleting are skipped."""
+    return conn.exec_driver_sql(
+        PURGE, {"statuses": statuses, "cutoff": cutoff, "batch": batch}
+    ).rowcount
