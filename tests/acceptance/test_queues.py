@@ -77,7 +77,8 @@ def test_each_first_task_runs_only_on_its_queue_worker(broker: Broker) -> None:
 def test_critical_is_served_before_a_backlog_on_redis(
     redis_broker: Broker, effects: Effects
 ) -> None:
-    # RabbitMQ has no ordering across queues; there `critical` gets its own worker (README).
+    # RabbitMQ has no ordering across queues; there `critical` gets its own worker
+    # (docs/guide.md#queues-and-routing).
     # Round-robin consumption would alternate the two queues; Conveyor drains `critical` first.
     for index in range(4):
         probe_tasks.record.delay(f"backlog-{index}", sleep_s=0.1)
