@@ -25,7 +25,6 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -36,39 +35,26 @@ from app.jobs.gate import Holder, gate
 from app.jobs.models import FINISHED, JobStatus
 from app.jobs.recorder import Transition
 from app.jobs.store.queries import CLAIM, JOB_COUNT, SILENT, UNLOCK
+from app.jobs.verdict import (
+    BUSY_RETRY_MAX_S,
+    Claim,
+    Verdict,
+    busy_wait_s,
+    holder_gone,
+    in_ledger,
+    reconcile,
+    trusted,
+    within_cap,
+)
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
 #: Seconds claims go to PostgreSQL after the gate failed, before it is tried again.
 GATE_RETRY_S = 5.0
-#: Longest a duplicate of a running job waits before it is delivered again, seconds.
-BUSY_RETRY_MAX_S = 30.0
-#: A message is trusted to the gate only if published this long within its key lifetime.
-TTL_MARGIN_S = 60.0
 
 #: How a held job was claimed.
 GATE, LEDGER = "gate", "ledger"
-
-
-class Verdict(StrEnum):
-    """What the worker does with a delivery."""
-
-    RUN = "run"
-    FINISHED = "finished"  #: ran to an end before: acknowledge, do not run
-    BUSY = "busy"  #: another delivery of it is running now
-    OVER_CAP = "over_cap"  #: redelivered too often: dead
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The verdict on one delivery and the numbers behind it."""
-
-    verdict: Verdict
-    status: str | None = None
-    deliveries: int = 0
-    #: For BUSY: when to deliver the duplicate again, seconds.
-    retry_after_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -165,43 +151,38 @@ class Claims:
         if said.verdict == "busy":
             stale = said.holder
             if stale is None or not self._gone(stale, me):
-                wait_s = min(max(said.lease_left_s, 1.0), BUSY_RETRY_MAX_S)
-                return Claim(Verdict.BUSY, retry_after_s=wait_s)
+                return Claim(Verdict.BUSY, retry_after_s=busy_wait_s(said.lease_left_s))
             deliveries = gate.steal(job_id, stale, me, lease_s)
             if not deliveries:
                 return Claim(Verdict.BUSY, retry_after_s=1.0)
             logger.warning("%s: took the job over from %s, which is gone", job_id, stale)
         self._held[job_id] = Hold(GATE, me, datetime.now(UTC))
-        trusted = deliveries > 1 or (
-            not redelivered
-            and sent_at is not None
-            and sent_at >= said.since
-            and sent_at >= time.time() - gate.ttl_s() + TTL_MARGIN_S
-        )
-        if not trusted:
-            known = self._ledger_row(job_id)
-            if known is not None:
-                status, counted = known
-                if status in FINISHED:
-                    self._held.pop(job_id, None)
-                    gate.mark(job_id, status)
-                    gate.release(job_id, me)
-                    return Claim(Verdict.FINISHED, status, counted)
-                if counted + 1 > deliveries:
-                    deliveries = counted + 1
-                    gate.set_deliveries(job_id, deliveries)
-        if deliveries - attempt > get_settings().ledger.max_redeliveries:
-            return Claim(Verdict.OVER_CAP, None, deliveries)  # held: settle() records it dead
-        return Claim(Verdict.RUN, None, deliveries)
+        if not trusted(
+            deliveries=deliveries,
+            redelivered=redelivered,
+            sent_at=sent_at,
+            since=said.since,
+            now=time.time(),
+            ttl_s=gate.ttl_s(),
+        ):
+            status, counted = reconcile(deliveries, self._ledger_row(job_id))
+            if status is not None:
+                self._held.pop(job_id, None)
+                gate.mark(job_id, status)
+                gate.release(job_id, me)
+                return Claim(Verdict.FINISHED, status, counted)
+            if counted != deliveries:
+                deliveries = counted
+                gate.set_deliveries(job_id, deliveries)
+        max_redeliveries = get_settings().ledger.max_redeliveries
+        # OVER_CAP stays held: settle() records it dead.
+        return Claim(within_cap(deliveries, attempt, max_redeliveries), None, deliveries)
 
     def _gone(self, holder: Holder, me: Holder) -> bool:
         """True when ``holder`` can no longer be running the job."""
-        if holder.host == me.host and holder.pid == me.pid:
-            return True  # this process, which runs one delivery at a time: this one
-        if holder.dead_here():
-            return True
-        if holder.host == me.host:
-            return False
+        gone = holder_gone(holder, me, exited_here=holder.dead_here())
+        if gone is not None:
+            return gone
         try:  # another machine: gone when its worker stopped heartbeating
             row = (
                 self._connection()
@@ -257,19 +238,15 @@ class Claims:
             return Claim(Verdict.RUN)
         assert row is not None
         status, deliveries, locked = row
-        hold = Hold(LEDGER, Holder.me(node), datetime.now(UTC))
-        if status in FINISHED:
-            if locked:
-                self._held[job_id] = hold
-                self.release(job_id)
-            return Claim(Verdict.FINISHED, status, deliveries)
-        if not locked:  # a live session holds it
-            return Claim(Verdict.BUSY, status, deliveries, retry_after_s=BUSY_RETRY_MAX_S)
-        self._held[job_id] = hold
-        if deliveries - attempt > get_settings().ledger.max_redeliveries:
-            self.release(job_id)
-            return Claim(Verdict.OVER_CAP, status, deliveries)
-        return Claim(Verdict.RUN, status, deliveries)
+        verdict = in_ledger(
+            status, deliveries, locked, attempt, get_settings().ledger.max_redeliveries
+        )
+        if locked:
+            self._held[job_id] = Hold(LEDGER, Holder.me(node), datetime.now(UTC))
+            if verdict is not Verdict.RUN:
+                self.release(job_id)  # finished or over the cap: nothing will run
+        retry_after_s = BUSY_RETRY_MAX_S if verdict is Verdict.BUSY else 0.0
+        return Claim(verdict, status, deliveries, retry_after_s)
 
     def settle(self, transition: Transition) -> None:
         """The attempt of ``transition.job_id`` ended for good: tell the gate first.

@@ -45,10 +45,11 @@ from typing import Any, TypeVar
 
 from celery.exceptions import Ignore, Reject
 
-from app.jobs.claim import Claim, Claims, Verdict, claims
+from app.jobs.claim import Claims, claims
 from app.jobs.lifecycle import RECORDED_HEADER, SENT_HEADER, recorder
 from app.jobs.models import JobStatus
 from app.jobs.recorder import Recorder, Transition
+from app.jobs.verdict import Claim, Verdict
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)

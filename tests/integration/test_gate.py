@@ -17,10 +17,11 @@ from sqlalchemy import text
 
 from app.db import engine
 from app.embedded import EmbeddedRedis, free_port
-from app.jobs.claim import Claims, Verdict
+from app.jobs.claim import Claims
 from app.jobs.gate import UNFLUSHED, Holder, gate, job_key, lock_key
 from app.jobs.heartbeat import reconcile
 from app.jobs.recorder import Transition
+from app.jobs.verdict import Verdict
 
 PAYLOAD = {"args": [], "kwargs": {}}
 
