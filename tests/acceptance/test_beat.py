@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import engine
+from app.jobs.service import JobService
 from beat.service import ScheduleService
 from config.settings import get_settings
 from tests.acceptance.conftest import Effects, wait_for
@@ -35,18 +36,13 @@ def schedules() -> Iterator[ScheduleService]:
 
 
 def fires(name: str) -> list[dict[str, Any]]:
-    with engine().connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT fire_time, fired_at, outcome, job_id, beat, detail "
-                "FROM conveyor_schedule_fire WHERE schedule_name = :name ORDER BY fire_time"
-            ),
-            {"name": name},
-        ).mappings()
-        return [dict(row) for row in rows]
+    """Every fire record of schedule ``name``, oldest first."""
+    return ScheduleService().history(name, limit=10_000)[::-1]
 
 
 def jobs_of(name: str) -> list[dict[str, Any]]:
+    """The ledger's jobs fired by schedule ``name`` (which JobService does not filter
+    by), oldest fire first."""
     with engine().connect() as conn:
         rows = conn.execute(
             text(
@@ -59,10 +55,8 @@ def jobs_of(name: str) -> list[dict[str, Any]]:
 
 
 def leader() -> str | None:
-    with engine().connect() as conn:
-        return conn.execute(
-            text("SELECT holder FROM conveyor_beat_lease WHERE expires_at > now()")
-        ).scalar()
+    lease = ScheduleService().leader()
+    return lease["holder"] if lease else None
 
 
 def sql(statement: str, **params: Any) -> None:
@@ -277,15 +271,11 @@ def test_a_long_run_is_not_started_twice_and_the_skip_is_in_the_ledger(
     assert {r["job_id"] for r in skipped} <= {
         r["job_id"] for r in fires("long") if r["outcome"] == "enqueued"
     }
-    with engine().connect() as conn:
-        notes = (
-            conn.execute(
-                text("SELECT detail FROM job_events WHERE job_id = :id AND detail LIKE 'fire %'"),
-                {"id": first["job_id"]},
-            )
-            .scalars()
-            .all()
-        )
+    notes = [
+        event["detail"]
+        for event in JobService().history(first["job_id"])
+        if (event["detail"] or "").startswith("fire ")
+    ]
     assert notes and all("overlap policy skip" in note for note in notes)
 
 

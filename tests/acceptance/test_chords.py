@@ -17,14 +17,15 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from celery import chord
 
 from app.celery import app
+from app.db import engine
 from app.embedded import EmbeddedPostgres, free_port
 from app.errors import JobNotFound
 from app.jobs.service import JobService
+from app.jobs.store import JobStore
 from tests.acceptance import probe_tasks
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import ROOT, Worker
@@ -179,15 +180,15 @@ def test_postgres_down_20s_mid_chord_still_ends_in_exactly_one_callback(
         "CONVEYOR_DATABASE__URL": server.url("conveyor"),
         "CONVEYOR_TEST_EFFECTS_URL": database_url(),
     }
-    ledger_url = server.url("conveyor").replace("+psycopg", "")
+    own_ledger = JobService(store=JobStore(engine(server.url("conveyor"))))
 
     def ledger(job_id: str) -> tuple[str, str | None]:
         """(status, last_error) of a job in the test's own ledger; ("", None) without a row."""
-        with psycopg.connect(ledger_url) as conn:
-            row = conn.execute(
-                "SELECT status, last_error FROM jobs WHERE id = %s", (job_id,)
-            ).fetchone()
-        return (str(row[0]), row[1]) if row else ("", None)
+        try:
+            job = own_ledger.get(job_id)
+        except JobNotFound:
+            return "", None
+        return job["status"], job["last_error"]
 
     try:
         subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=ROOT, env=env, check=True)
@@ -212,10 +213,9 @@ def test_postgres_down_20s_mid_chord_still_ends_in_exactly_one_callback(
                 "the ledger to show the callback's end",
             )
             time.sleep(3)  # room for a second callback to show itself
-            with psycopg.connect(ledger_url) as conn:
-                unlocks = conn.execute(
-                    "SELECT status, attempts FROM jobs WHERE handler = %s", (UNLOCK,)
-                ).fetchall()
+            unlocks = [
+                (job["status"], job["attempts"]) for job in own_ledger.list(handler=UNLOCK)[0]
+            ]
         assert ledger(callback_id)[0] == "completed", ledger(callback_id)
         keys = [f"outage{index}" for index in range(6)]
         assert callbacks(effects, "outage") == [keys], "exactly one callback, every result"

@@ -17,10 +17,12 @@ from sqlalchemy import text
 
 from app.db import engine
 from app.embedded import EmbeddedRedis, free_port
+from app.errors import JobNotFound
 from app.jobs.claim import Claims
 from app.jobs.gate import UNFLUSHED, Holder, gate, job_key, lock_key
 from app.jobs.heartbeat import reconcile
 from app.jobs.recorder import Transition
+from app.jobs.service import JobService
 from app.jobs.verdict import Verdict
 
 PAYLOAD = {"args": [], "kwargs": {}}
@@ -67,19 +69,14 @@ def claim(claims: Claims, job: str, *, attempt: int = 1, **kwargs: object) -> Ve
 
 
 def ledger_row(job: str) -> dict[str, object] | None:
-    with engine().connect() as conn:
-        row = conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job}).mappings()
-        found = row.first()
-    return dict(found) if found else None
+    try:
+        return JobService().get(job)
+    except JobNotFound:
+        return None
 
 
 def events(job: str) -> list[tuple[str, str | None]]:
-    with engine().connect() as conn:
-        rows = conn.execute(
-            text("SELECT to_status, detail FROM job_events WHERE job_id = :id ORDER BY at, id"),
-            {"id": job},
-        )
-        return [(row.to_status, row.detail) for row in rows]
+    return [(event["to_status"], event["detail"]) for event in JobService().history(job)]
 
 
 def test_one_delivery_holds_a_job_and_its_outcome_ends_it_for_every_later_one(

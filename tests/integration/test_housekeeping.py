@@ -15,6 +15,7 @@ from sqlalchemy import text
 from app.db import engine
 from app.jobs import statistics
 from app.jobs.heartbeat import Heartbeat
+from app.jobs.service import JobService
 from app.jobs.statistics import CACHE_KEY
 from beat.service import ensure_django
 from config.settings import get_settings
@@ -210,8 +211,7 @@ def test_the_console_front_page_counts_now_whatever_the_statistics_say(
     stats = job_stats.run(hours=24)
     assert statistics.cached(24) == stats, "fresh statistics are cached"
     assert overview()["dead"] == 1
-    with engine().begin() as conn:
-        conn.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": job})
+    JobService().purge(job)
     assert overview()["dead"] == 0, "a purged dead job leaves the count at once"
 
 
@@ -277,22 +277,15 @@ def test_a_window_out_of_range_is_refused_naming_it(task: Any, hours: int) -> No
 
 def job_row(job_id: uuid.UUID) -> dict[str, Any]:
     """The ledger's row of one job."""
-    with engine().connect() as conn:
-        row = conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id}).one()
-    return dict(row._mapping)
+    return JobService().get(job_id)
 
 
 def events_of(job_id: uuid.UUID) -> list[tuple[str | None, str, str | None]]:
     """(from, to, detail) of each event of one job, oldest first."""
-    with engine().connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT from_status, to_status, detail FROM job_events "
-                "WHERE job_id = :id ORDER BY at, id"
-            ),
-            {"id": job_id},
-        ).all()
-    return [tuple(row) for row in rows]
+    return [
+        (event["from_status"], event["to_status"], event["detail"])
+        for event in JobService().history(job_id)
+    ]
 
 
 def test_recovery_requeues_jobs_of_silent_workers_with_an_event() -> None:
