@@ -24,6 +24,7 @@ TASK_MODULES = (
     "tasks.reports",
     "tasks.maintenance",
     "tasks.statistics",
+    "app.web.housekeeping",
 )
 
 #: Task name prefix → queue. Anything else goes to ``default``.

@@ -2,8 +2,10 @@
 
 The leader beat syncs these when it takes over (:meth:`beat.service.ScheduleService.sync_defaults`):
 a missing one is created, one whose code changed is updated, and one an operator
-edited (console, API, CLI or SQL) is left as the operator made it. Tasks are
-named by their registered name; this module never imports ``tasks``.
+edited (console, API, CLI or SQL) is left as the operator made it. One this module
+no longer declares is withdrawn: deleted if nobody edited it, else disabled and
+handed to the operators. Tasks are named by their registered name; this module
+never imports ``tasks``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ DEFAULT_SCHEDULES: tuple[Recurring, ...] = (
         task="maintenance.purge_finished_jobs",
         cron="0 2 * * *",
         description="Delete finished jobs and their events past their retention.",
+    ),
+    Recurring(
+        name="purge schedule fires",
+        task="maintenance.purge_schedule_fires",
+        cron="15 2 * * *",
+        description="Delete schedule fire records past their retention.",
+    ),
+    Recurring(
+        name="purge audit records",
+        task="maintenance.purge_audit_records",
+        cron="30 2 * * *",
+        description="Delete audit records past their retention.",
     ),
     Recurring(
         name="job statistics",

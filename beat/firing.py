@@ -9,6 +9,10 @@ sees a run still going: ``skip`` records the fire as skipped, ``queue_one`` keep
 one job waiting for the name in ``jobs.waits_for`` (the scheduler's
 :func:`~app.jobs.store.release.promote_waiting` hands it the name and releases it
 once the run ends), ``allow`` gives runs no name.
+
+Every statement on ``conveyor_schedule_fire`` is here, named (the console and
+:meth:`~beat.service.ScheduleService.history` read it through its Django model),
+retention's delete (:func:`purge`) included.
 """
 
 from __future__ import annotations
@@ -35,6 +39,22 @@ SETTLE = text("""
 UPDATE conveyor_schedule_fire SET outcome = :outcome, job_id = :job_id, detail = :detail
 WHERE periodic_task_id = :id AND fire_time = :fire_time
 """)
+
+#: Up to ``batch`` fire records written before ``cutoff``, oldest first. A record only
+#: guards its slot until the schedule's cursor has passed it, long before any retention.
+PURGE = text("""
+DELETE FROM conveyor_schedule_fire WHERE id IN (
+    SELECT id FROM conveyor_schedule_fire WHERE fired_at < :cutoff
+    ORDER BY fired_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+)
+""")
+
+
+def purge(conn: Connection, cutoff: datetime, batch: int) -> int:
+    """Delete up to ``batch`` fire records written before ``cutoff``; how many went."""
+    return conn.execute(PURGE, {"cutoff": cutoff, "batch": batch}).rowcount
 
 
 class Firing:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import functools
 import json
+import logging
 import os
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -33,6 +34,8 @@ from beat.defaults import DEFAULT_SCHEDULES, Recurring, digest
 from beat.firing import Firing
 from beat.lease import NAME as LEASE
 from config.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 MISFIRE = ("fire_once", "skip", "catch_up")
 OVERLAP = ("skip", "queue_one", "allow")
@@ -262,7 +265,11 @@ class ScheduleService:
         self, declared: tuple[Recurring, ...] | builtins.list[Recurring] = DEFAULT_SCHEDULES
     ) -> dict[str, str]:
         """Create missing declared schedules, update those whose code changed, keep
-        those an operator edited; return what happened to each (errors included)."""
+        those an operator edited, withdraw the code's schedules ``declared`` no longer
+        names (:meth:`_withdraw`); return what happened to each (errors included).
+
+        ``declared`` is the whole declaration, not a part of it. Every change is logged
+        and stamped ``edited_by="code"`` on the schedules it leaves."""
         outcome: dict[str, str] = {}
         for item in declared:
             wanted = self._declared(item)
@@ -311,6 +318,58 @@ class ScheduleService:
                     outcome[item.name] = "updated"
             except (ConveyorError, ValueError) as exc:
                 outcome[item.name] = f"error: {exc}"
+        outcome.update(self._withdraw({item.name for item in declared}))
+        for name, what in outcome.items():
+            if what.startswith("error"):
+                logger.warning("beat: default schedule %r: %s", name, what)
+            elif what != "unchanged":
+                logger.info("beat: default schedule %r: %s", name, what)
+        return outcome
+
+    def _withdraw(self, declared: set[str]) -> dict[str, str]:
+        """Withdraw the schedules the code manages but no longer declares. One as the sync
+        last wrote it (or as beat disabled it, unable to schedule it) is deleted; its fire
+        records stay, as history. One an operator edited is disabled and handed to the
+        operators, who may want it back; from then on the sync leaves it alone."""
+        outcome: dict[str, str] = {}
+        withdrawn = (
+            self.models.PeriodicTask.objects.select_related(
+                "crontab", "interval", "clocked", "conveyor"
+            )
+            .filter(conveyor__managed_by="code")
+            .exclude(name__in=declared)
+            .order_by("name")
+        )
+        for periodic in withdrawn:
+            try:
+                options = periodic.conveyor
+                stored = self._definition(self._describe(periodic))
+                if options.edited_by == "beat":
+                    # Beat disabled it (it cannot schedule it: its task is gone, say),
+                    # which is no operator's edit.
+                    stored["enabled"] = True
+                if options.synced_hash and digest(stored) == options.synced_hash:
+                    periodic.delete()
+                    outcome[periodic.name] = "deleted: no longer declared"
+                    continue
+                # An edit by SQL leaves the last actor of the service (or beat) in place.
+                editor = options.edited_by
+                if editor in ("", "code", "beat"):
+                    editor = "someone"
+                with transaction.atomic():
+                    # No self.update(): it would validate the task, which may be gone.
+                    periodic.enabled = False
+                    periodic.save()
+                    options.managed_by = "operator"
+                    options.edited_by, options.edited_at = "code", datetime.now(UTC)
+                    options.error = (
+                        f"no longer declared in beat/defaults.py; disabled, and kept "
+                        f"because {editor} edited it"
+                    )
+                    options.save()
+                outcome[periodic.name] = f"disabled: no longer declared, kept: edited by {editor}"
+            except (ConveyorError, ValueError, ValidationError) as exc:
+                outcome[periodic.name] = f"error: {exc}"
         return outcome
 
     # helpers -----------------------------------------------------------------

@@ -151,6 +151,9 @@ class WebSettings(BaseModel):
     secret_key: str = "development-only-insecure-key"
     #: Host names served in the production profile (Django's ALLOWED_HOSTS).
     allowed_hosts: list[str] = ["localhost", "127.0.0.1"]
+    #: Days an audit record is kept (a year, as audits usually ask); older ones are
+    #: deleted nightly by ``maintenance.purge_audit_records``.
+    audit_retention_days: int = Field(default=365, ge=1)
 
 
 class FlowerSettings(BaseModel):
@@ -200,7 +203,8 @@ class LedgerSettings(BaseModel):
 
 
 class BeatSettings(BaseModel):
-    """The scheduler: its leader lease, how fast edits apply, how far it catches up."""
+    """The scheduler: its leader lease, how fast edits apply, how far it catches up, how
+    long it keeps its fire records."""
 
     #: Seconds a beat's leadership lasts unless renewed; a dead leader is replaced
     #: within this plus one renewal interval.
@@ -213,6 +217,11 @@ class BeatSettings(BaseModel):
     misfire_grace_s: float = Field(default=5.0, ge=0.5)
     #: Shifts the scheduler's clock by this many seconds (drills and tests only).
     clock_offset_s: float = 0.0
+    #: Days a fire record (a schedule's history) is kept, counted from when it was written;
+    #: older ones are deleted nightly by ``maintenance.purge_schedule_fires``. The default
+    #: matches ``ledger.retention_days``; a failed job kept longer still names its schedule
+    #: and fire time in its metadata.
+    fire_retention_days: int = Field(default=30, ge=1)
 
 
 class CacheSettings(BaseModel):

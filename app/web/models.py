@@ -7,6 +7,8 @@ so the console can list and filter them with the admin.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -45,8 +47,23 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…, {self.scope})"
 
 
+class AuditQuerySet(models.QuerySet):
+    """The audit trail's writes beyond a record's creation (:func:`app.web.audit.record`)."""
+
+    def purge(self, cutoff: datetime, batch: int) -> int:
+        """Delete up to ``batch`` records made before ``cutoff``, oldest first; how many
+        went (one ``DELETE … WHERE id IN (SELECT … LIMIT)``, a short transaction)."""
+        oldest = self.filter(at__lt=cutoff).order_by("at", "id").values("id")[:batch]
+        deleted, _ = self.model.objects.filter(id__in=oldest).delete()
+        return int(deleted)
+
+
 class AuditRecord(models.Model):
-    """One operator action: who, when, what, and the values before and after."""
+    """One operator action: who, when, what, and the values before and after.
+
+    Kept ``web.audit_retention_days``; ``maintenance.purge_audit_records``
+    (:mod:`app.web.housekeeping`) deletes older ones through :meth:`AuditQuerySet.purge`.
+    """
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     #: ``user:<name>``, ``token:<prefix> (<name>)``, ``cli:<user>``.
@@ -57,6 +74,8 @@ class AuditRecord(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = AuditQuerySet.as_manager()
 
     class Meta:
         db_table = "conveyor_audit"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from app.celery import app
 from app.db import engine
 from app.errors import InvalidPayload, InvalidSchedule, InvalidScheduleField, UnknownHandler
+from beat import tables
 from beat.defaults import DEFAULT_SCHEDULES, Recurring
 from beat.service import ScheduleService
 
@@ -34,6 +37,19 @@ def service() -> Iterator[ScheduleService]:
     empty_schedules()
     yield ScheduleService()
     empty_schedules()
+
+
+@pytest.fixture
+def retired_task() -> Iterator[str]:
+    """A task registered now, which the test's next release of the code drops."""
+    name = "maintenance.recover_stuck_jobs"
+
+    def recover_stuck_jobs() -> None:
+        """What an old release did with stuck jobs (now the workers' heartbeat does it)."""
+
+    app.task(name=name, shared=False)(recover_stuck_jobs)
+    yield name
+    app.tasks.pop(name, None)
 
 
 def count() -> int:
@@ -120,10 +136,15 @@ def test_declared_defaults_are_created_updated_and_an_operators_edit_is_kept(
     assert {item["name"] for item in service.list()} == names
     assert set(service.sync_defaults().values()) == {"unchanged"}
 
-    # The code changes one definition: the sync follows it.
-    report = DEFAULT_SCHEDULES[2]
-    changed = [Recurring(**{**report.__dict__, "cron": "0 7 * * *"})]
-    assert service.sync_defaults(changed) == {report.name: "updated"}
+    # The code changes one definition (a declaration is always whole): the sync follows it.
+    report = next(item for item in DEFAULT_SCHEDULES if item.task == "reports.job_summary")
+    changed = [
+        Recurring(**{**item.__dict__, "cron": "0 7 * * *"}) if item is report else item
+        for item in DEFAULT_SCHEDULES
+    ]
+    assert service.sync_defaults(changed) == {
+        item.name: "updated" if item is report else "unchanged" for item in DEFAULT_SCHEDULES
+    }
     assert service.get(report.name)["cron"] == "0 7 * * *"
 
     # An operator edits it (through the service, and another one by SQL): both are kept.
@@ -151,3 +172,61 @@ def test_an_expression_edit_moves_the_cursor_to_the_edit(service: ScheduleServic
     service.update("m", cron="* * * * *")
     with engine().connect() as conn:
         assert conn.execute(text("SELECT cursor FROM conveyor_schedule")).scalar_one() > before
+
+
+def test_a_default_the_code_no_longer_declares_is_deleted_or_disabled_if_edited(
+    service: ScheduleService, retired_task: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An old release declared three more defaults; an operator tuned one of them, and has
+    # a schedule of their own.
+    stuck = Recurring(name="recover stuck jobs", task=retired_task, cron="*/5 * * * *")
+    pinged = Recurring(name="hourly ping", task="demo.ping", cron="@hourly")
+    tuned = Recurring(name="nightly ping", task="demo.ping", cron="0 4 * * *")
+    old_release = [*DEFAULT_SCHEDULES, stuck, pinged, tuned]
+    assert set(service.sync_defaults(old_release).values()) == {"created"}
+    service.update(tuned.name, cron="30 4 * * *", actor="alice")
+    service.create("mine", "demo.ping", "0 5 * * *", actor="bob")
+    stuck_id = service.get(stuck.name)["id"]
+    with engine().begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO conveyor_schedule_fire (periodic_task_id, schedule_name, fire_time, "
+                "fired_at, outcome, beat, detail) "
+                "VALUES (:id, :name, now(), now(), 'enqueued', 'beat@host', '')"
+            ),
+            {"id": stuck_id, "name": stuck.name},
+        )
+
+    # This release neither registers the task nor declares the three schedules, and a beat
+    # disabled the one whose task is gone (as it does a row it cannot schedule).
+    app.tasks.unregister(retired_task)
+    with engine().begin() as conn:
+        conn.execute(tables.DISABLE, {"id": stuck_id, "error": f"unknown task {retired_task}"})
+    with caplog.at_level(logging.INFO, logger="beat.service"):
+        outcome = service.sync_defaults()
+
+    assert outcome == {
+        **{item.name: "unchanged" for item in DEFAULT_SCHEDULES},
+        stuck.name: "deleted: no longer declared",
+        pinged.name: "deleted: no longer declared",
+        tuned.name: "disabled: no longer declared, kept: edited by alice",
+    }
+    assert f"{stuck.name!r}: deleted: no longer declared" in caplog.text
+    assert f"{tuned.name!r}: disabled: no longer declared" in caplog.text
+    names = {item["name"] for item in service.list()}
+    assert names == {*(item.name for item in DEFAULT_SCHEDULES), tuned.name, "mine"}
+    assert [fire["outcome"] for fire in service.history(stuck.name)] == ["enqueued"]
+    kept = service.get(tuned.name)
+    assert (kept["enabled"], kept["cron"]) == (False, "30 4 * * *")
+    assert (kept["managed_by"], kept["edited_by"]) == ("operator", "code")
+    assert kept["error"] == (
+        "no longer declared in beat/defaults.py; disabled, and kept because alice edited it"
+    )
+    assert service.get("mine")["enabled"] is True
+
+    # Withdrawn once: the kept one is the operators' now, and the sync leaves it alone.
+    assert service.sync_defaults() == {item.name: "unchanged" for item in DEFAULT_SCHEDULES}
+    service.enable(tuned.name, actor="alice")
+    assert service.sync_defaults() == {item.name: "unchanged" for item in DEFAULT_SCHEDULES}
+    assert service.get(tuned.name)["enabled"] is True
+    assert service.get(tuned.name)["error"] == ""
