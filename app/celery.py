@@ -72,7 +72,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": broker.connection_timeout_s,
             "socket_timeout": max(broker.connection_timeout_s, 30.0),
             "socket_keepalive": True,
-            "retry_on_timeout": True,
+            # No `retry_on_timeout` (kombu's default): kombu reconnects by itself, a
+            # worker by restarting its consumer and a publish under its retry policy
+            # (redis timeouts are kombu connection errors). With it, redis-py retries a
+            # failed read after reconnecting the socket behind kombu's back: on the
+            # pub/sub socket of the worker's mailbox, that read has no timeout and no
+            # subscription, so the event loop blocks for ever and the worker answers no
+            # ping and takes no task (https://github.com/celery/celery/issues/9054,
+            # https://github.com/redis/redis-py/issues/714). See
+            # tests/acceptance/test_broker_restart.py.
         }
     else:
         # Publisher confirms: `.delay()` returns once RabbitMQ has the message.

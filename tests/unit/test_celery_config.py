@@ -38,6 +38,9 @@ def test_redis_visibility_timeout_reaches_kombu_and_exceeds_the_hard_limit() -> 
     assert "result_backend_transport_options" not in config
     assert timeout > config["task_time_limit"]
     assert config["broker_transport_options"]["queue_order_strategy"] == "priority"
+    # redis-py's own retry reconnects behind kombu's back and froze workers after a
+    # broker restart (tests/acceptance/test_broker_restart.py).
+    assert "retry_on_timeout" not in config["broker_transport_options"]
 
 
 def test_rabbitmq_confirms_publishes_and_queues_carry_priorities() -> None:
