@@ -24,8 +24,12 @@ browsers:
 run: $(STAMP)
 	$(PY) -m app run
 
+# Test modules run in TEST_PROCESSES parallel processes (pytest-xdist), a module's tests
+# together; each process has its own database, Redis database and RabbitMQ vhost.
+TEST_PROCESSES ?= 2
+
 test: $(STAMP) browsers
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 # Pure logic: needs no server and provisions none (tests/integration/test_tiers.py proves it).
 test-unit: $(STAMP)

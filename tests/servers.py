@@ -26,7 +26,10 @@ from tests.services import provision as find_servers
 
 #: Redis database the suite uses, apart from anything else on the machine's Redis
 #: (``CONVEYOR_TEST_REDIS_DB`` picks another, so that two runs can share one Redis).
-TEST_REDIS_DB = int(os.environ.get("CONVEYOR_TEST_REDIS_DB", "11"))
+#: Each parallel test process (pytest-xdist's ``gw0``, ``gw1``…) takes the next one.
+TEST_REDIS_DB = int(os.environ.get("CONVEYOR_TEST_REDIS_DB", "11")) + int(
+    os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0
+)
 
 _services: Services | None = None
 _database: str | None = None

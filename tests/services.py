@@ -26,7 +26,9 @@ import psutil
 from app.embedded import EmbeddedPostgres, EmbeddedRedis, free_port, port_open
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var" / "test-servers"
+#: Where embedded servers keep their data: one directory per test process (pytest-xdist
+#: names its processes ``gw0``, ``gw1``…), so parallel processes never share one.
+VAR = ROOT / "var" / "test-servers" / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 @dataclass
