@@ -1,4 +1,5 @@
-"""Command line: ``python -m app run|worker|beat|flower|web|migrate`` (also ``conveyor …``)."""
+"""Command line: ``python -m app run|worker|beat|services|flower|web|migrate`` (also
+``conveyor …``)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,14 @@ def cmd_web(args: argparse.Namespace) -> int:
     os.execv(sys.executable, argv)
 
 
+def cmd_services(args: argparse.Namespace) -> int:
+    """The long-running services, one thread each; the exit code says how they ended."""
+    from app.services.supervisor import run
+
+    only = [name.strip() for name in (args.only or "").split(",") if name.strip()]
+    return run(only)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Create or upgrade every table: Django's (beat schedules) and the result store's."""
     from app.migrate import migrate
@@ -119,6 +128,14 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=None)
     worker.add_argument("--hostname", default="conveyor@%h")
     worker.set_defaults(func=cmd_worker)
+    services = sub.add_parser(
+        "services",
+        help="the long-running services (0: stopped, 1: a service failed, 3: abandoned)",
+    )
+    services.add_argument(
+        "--only", default="", metavar="NAME[,NAME…]", help="run these services alone"
+    )
+    services.set_defaults(func=cmd_services)
     for name, func, text in (
         ("beat", cmd_beat, "Celery Beat on the schedule database"),
         ("flower", cmd_flower, "Flower"),

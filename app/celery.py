@@ -21,6 +21,7 @@ TASK_MODULES = (
     "tasks.demo",
     "tasks.health",
     "tasks.emails",
+    "tasks.alerts",
     "tasks.reports",
     "tasks.maintenance",
     "tasks.statistics",
@@ -30,6 +31,7 @@ TASK_MODULES = (
 #: Task name prefix → queue. Anything else goes to ``default``.
 ROUTES: dict[str, str] = {
     "health.*": "critical",
+    "alerts.*": "default",  # ahead of `emails` in a worker's order (tasks/alerts.py)
     "emails.*": "emails",
     "reports.*": "reports",
     "maintenance.*": "background",

@@ -14,7 +14,7 @@ from app.embedded import EmbeddedServers
 from config.settings import get_settings, mask_url
 
 #: Processes started by ``run``, in start order; stopped in reverse.
-PROCESSES = ("worker", "beat", "flower", "web")
+PROCESSES = ("worker", "beat", "services", "flower", "web")
 
 
 def run() -> int:
@@ -65,7 +65,8 @@ def run() -> int:
             f"  console    {web}/console/  {console_login(password_file)}\n"
             f"  flower     http://{settings.flower.host}:{settings.flower.port}\n"
             f"  worker     queues critical, default, emails, reports, background\n"
-            f"  beat       schedules in the database\n",
+            f"  beat       schedules in the database\n"
+            f"  services   long-running services (python -m app services)\n",
             flush=True,
         )
         while not stopping:
@@ -76,7 +77,8 @@ def run() -> int:
                     break
             time.sleep(0.2)
     finally:
-        _stop(children, grace_s=settings.worker.soft_shutdown_timeout_s + 15)
+        grace_s = max(settings.worker.soft_shutdown_timeout_s, settings.services.grace_s)
+        _stop(children, grace_s=grace_s + 15)
         servers.stop()
     return code
 

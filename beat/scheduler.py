@@ -6,8 +6,9 @@ django-celery-beat#134), its surprise runs after restarts and re-enables
 (django-celery-beat#459, #537) and its double runs with two beats (celery#1495)
 come from. This scheduler keeps the same tables but fires differently:
 
-* **one leader**: beats share a lease row in PostgreSQL (:mod:`beat.lease`); only
-  the holder fires, a dead holder is replaced once its lease expires;
+* **one leader**: beats share a lease row in PostgreSQL (:mod:`beat.lease`, on
+  :mod:`app.lease`); only the holder fires, a dead holder is replaced once its lease
+  expires;
 * **one fire per slot**: each fire inserts a unique (schedule, fire time) row in
   the same transaction that records the job (an outbox row, :mod:`beat.firing`), so
   two beats, a handover or a split brain can never fire one slot twice, and a crash
@@ -36,10 +37,11 @@ from app.db import engine
 from app.errors import ConveyorError
 from app.jobs.releaser import Releaser
 from app.jobs.store.release import promote_waiting
+from app.lease import identity
 from app.schedule import describe_error
 from beat import tables
 from beat.firing import Firing
-from beat.lease import Lease, identity
+from beat.lease import LeaderLease
 from beat.plan import Plan, select_runs
 from beat.service import ScheduleService
 from config.settings import get_settings
@@ -55,7 +57,7 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
         self.conf = settings.beat
         self.identity = identity()
         self.started = datetime.now(UTC)
-        self.lease = Lease(self.identity, self.conf.lease_ttl_s, self.started)
+        self.lease = LeaderLease(self.identity, self.conf.lease_ttl_s, self.started)
         self.leader = False
         self.plans: dict[int, Plan] = {}
         self.rows: dict[int, tuple[Any, ...]] = {}

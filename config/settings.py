@@ -154,6 +154,25 @@ class WebSettings(BaseModel):
     #: Days an audit record is kept (a year, as audits usually ask); older ones are
     #: deleted nightly by ``maintenance.purge_audit_records``.
     audit_retention_days: int = Field(default=365, ge=1)
+    #: Seconds of recent work ``/metrics`` reports per task: ``conveyor_task_runs`` and
+    #: ``conveyor_task_duration_seconds`` cover the attempts that ended this long ago or less.
+    metrics_window_s: int = Field(default=300, ge=60, le=3600)
+
+
+class LogFormat(StrEnum):
+    """How a worker writes its log lines."""
+
+    TEXT = "text"  #: Celery's own text lines
+    JSON = "json"  #: one JSON object a line; a task's lines name its job
+
+
+class LogSettings(BaseModel):
+    """The workers' log lines."""
+
+    #: ``json``: one JSON object a line, and every line a task logs carries its ``job_id``,
+    #: ``task``, ``attempt``, ``queue`` and ``worker``; ``text``: Celery's format. Unset:
+    #: ``json`` in the ``production`` profile, ``text`` in the others.
+    format: LogFormat | None = None
 
 
 class FlowerSettings(BaseModel):
@@ -224,6 +243,62 @@ class BeatSettings(BaseModel):
     fire_retention_days: int = Field(default=30, ge=1)
 
 
+class ServicesSettings(BaseModel):
+    """The services runtime (``python -m app services``): long-running loops, one thread
+    each, with heartbeats, error backoff and, for singletons, a lease. ``lease_ttl_s``
+    must be at least twice ``heartbeat_interval_s``, and ``error_backoff_s`` at most
+    ``error_backoff_max_s``."""
+
+    #: Your own service modules, imported by ``python -m app services`` beside Conveyor's
+    #: built-in ones (a JSON list, e.g. ``["myapp.services"]``).
+    modules: list[str] = []
+    #: Run Conveyor's built-in services too (the ledger census, which logs the jobs per
+    #: state every 30 s).
+    builtins: bool = True
+    #: This host's name in the ``services`` table and in singleton leases; None: the
+    #: machine's host name. Two services processes on one machine each need their own.
+    host: str | None = Field(default=None, min_length=1, max_length=150)
+    #: Seconds a stopping process (SIGTERM, SIGINT) gives running iterations to finish;
+    #: an iteration still running then is abandoned and the process exits 3.
+    grace_s: float = Field(default=30.0, ge=0, le=3600)
+    #: Seconds between heartbeats: each service's row, and its singleton lease renewed.
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=60)
+    #: Seconds a singleton's lease lasts unless renewed; another host takes over a dead
+    #: holder's service within this plus one heartbeat interval.
+    lease_ttl_s: float = Field(default=15.0, ge=1, le=600)
+    #: Seconds a poll loop waits after a poll that found work.
+    poll_fast_s: float = Field(default=0.05, gt=0, le=60)
+    #: Longest wait of a poll loop whose polls find nothing, seconds: each empty poll
+    #: doubles the wait, from ``poll_fast_s`` up to this.
+    poll_idle_s: float = Field(default=5.0, gt=0, le=3600)
+    #: Seconds a service waits after its first error in a row; each further error in a row
+    #: doubles it (a random quarter at most is taken off, to spread hosts apart).
+    error_backoff_s: float = Field(default=1.0, gt=0, le=3600)
+    #: Ceiling of that wait, seconds.
+    error_backoff_max_s: float = Field(default=300.0, gt=0, le=86_400)
+    #: Errors in a row after which a service is ``failed`` and the process exits 1, for
+    #: its supervisor (systemd, Compose, Kubernetes) to restart it.
+    max_consecutive_errors: int = Field(default=10, ge=1, le=100_000)
+    #: Days a row of the ``services`` table not heard from is kept; each services process
+    #: deletes older ones when it starts.
+    forget_after_days: int = Field(default=7, ge=1)
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Self:
+        if self.heartbeat_interval_s * 2 > self.lease_ttl_s:
+            raise ValueError(
+                f"services.lease_ttl_s={self.lease_ttl_s} must be at least twice "
+                f"services.heartbeat_interval_s={self.heartbeat_interval_s}, "
+                "or a live singleton loses its lease"
+            )
+        if self.error_backoff_s > self.error_backoff_max_s:
+            raise ValueError(
+                f"services.error_backoff_s={self.error_backoff_s} must not exceed "
+                f"services.error_backoff_max_s={self.error_backoff_max_s}"
+            )
+        return self
+
+
 class CacheSettings(BaseModel):
     """Redis for caches (job statistics) and the delivery gate."""
 
@@ -233,6 +308,44 @@ class CacheSettings(BaseModel):
     #: of live counts (its ``generated_at`` says when they were counted); 0 caches
     #: nothing (always live). The console's front page always counts live.
     stats_ttl_s: int = Field(default=7200, ge=0)
+
+
+class AlertSettings(BaseModel):
+    """Alerts raised by monitors: how often an open one notifies again, and where
+    notifications go (each one a job: ``alerts.email``, ``alerts.webhook``)."""
+
+    #: Seconds an open alert stays quiet after it notified; raised again after that, it
+    #: notifies again (a new alert for its key always notifies at once).
+    cooldown_s: float = Field(default=3600.0, ge=0, le=30 * 86400)
+    #: Addresses mailed for each notification, through ``smtp`` (a JSON list, e.g.
+    #: ``["ops@example.com"]``); empty: no email.
+    email_to: list[str] = Field(default=[], max_length=100)
+    #: URL that gets a JSON POST for each notification, Slack-compatible (a Slack or
+    #: Mattermost incoming webhook); None: no webhook.
+    webhook_url: str | None = None
+    #: Seconds one webhook POST may take before it counts as failed (and is retried).
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: Notify once more when an alert that notified is resolved.
+    notify_resolved: bool = True
+
+    @field_validator("email_to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            local, _, domain = address.partition("@")
+            if not local or not domain:
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"webhook URL {parts.scheme}://{parts.netloc}… is not http(s)")
+        return value
 
 
 class EmbeddedSettings(BaseModel):
@@ -267,6 +380,7 @@ class Settings(BaseSettings):
     #: Your own task modules, imported by every process beside Conveyor's ``tasks``
     #: (a JSON list, e.g. ``["myapp.jobs"]``).
     task_modules: list[str] = []
+    log: LogSettings = LogSettings()
     broker: BrokerSettings = BrokerSettings()
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
@@ -276,7 +390,9 @@ class Settings(BaseSettings):
     embedded: EmbeddedSettings = EmbeddedSettings()
     ledger: LedgerSettings = LedgerSettings()
     beat: BeatSettings = BeatSettings()
+    services: ServicesSettings = ServicesSettings()
     cache: CacheSettings = CacheSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:
@@ -315,6 +431,13 @@ class Settings(BaseSettings):
                 "in the production profile"
             )
         return self
+
+    @property
+    def json_logs(self) -> bool:
+        """True when workers write JSON log lines (``log.format``, else the profile's default)."""
+        if self.log.format is None:
+            return self.profile is Profile.PRODUCTION
+        return self.log.format is LogFormat.JSON
 
     @property
     def embedded_broker(self) -> bool:

@@ -103,6 +103,8 @@ class Job(Base):
         ),
         Index("ix_jobs_release", "release_at", postgresql_where=text("release_at IS NOT NULL")),
         Index("ix_jobs_running_worker", "worker", postgresql_where=text("status = 'running'")),
+        # What /metrics reads: the jobs that finished in its window (migration 0007).
+        Index("ix_jobs_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL")),
     )
 
 
@@ -132,4 +134,8 @@ class JobEvent(Base):
     worker: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_job_events_job_at", "job_id", "at", "id"),)
+    __table_args__ = (
+        Index("ix_job_events_job_at", "job_id", "at", "id"),
+        # What /metrics reads: the retries recorded in its window (migration 0007).
+        Index("ix_job_events_retrying_at", "at", postgresql_where=text("to_status = 'retrying'")),
+    )

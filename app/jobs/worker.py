@@ -28,6 +28,7 @@ from app.celery import app
 from app.jobs.delivery import deliveries
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.lifecycle import close_recorder
+from app.jobs.logs import use_json_lines
 from app.jobs.releaser import Releaser
 from app.jobs.task import ConveyorTask
 
@@ -53,6 +54,10 @@ class ConveyorConsumer(Consumer):
 
 
 _threads: list[Releaser | Heartbeat] = []
+
+# JSON log lines when ``log.format`` says so, on the handlers Celery set up (app/jobs/logs.py).
+signals.after_setup_logger.connect(use_json_lines)
+signals.after_setup_task_logger.connect(use_json_lines)
 
 
 def _ours(worker: Any) -> bool:

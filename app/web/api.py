@@ -18,11 +18,13 @@ from ninja import NinjaAPI
 
 from app.web import api_errors
 from app.web.api_admin import router as admin_router
+from app.web.api_alerts import router as alerts_router
 from app.web.api_auth import READ, require_docs_access
 from app.web.api_errors import ApiError
 from app.web.api_jobs import router as jobs_router
 from app.web.api_operations import router as operations_router
 from app.web.api_schedules import router as schedules_router
+from app.web.api_services import router as services_router
 
 
 class ConveyorApi(NinjaAPI):
@@ -87,5 +89,12 @@ api = ConveyorApi(
     auth=READ,
 )
 api_errors.install(api)
-for router in (jobs_router, schedules_router, operations_router, admin_router):
+for router in (
+    jobs_router,
+    schedules_router,
+    operations_router,
+    services_router,
+    alerts_router,
+    admin_router,
+):
     api.add_router("/", router)

@@ -1,4 +1,5 @@
-"""``/workers``, ``/queues``, ``/services`` and ``/stats``: what runs and how much waits."""
+"""``/workers``, ``/queues`` and ``/stats``: what runs and how much waits; and the beats and
+workers that :mod:`app.web.api_services` lists in ``/services``."""
 
 from __future__ import annotations
 
@@ -78,8 +79,8 @@ class HeartbeatOut(Schema):
     alive: bool
 
 
-class ServicesOut(Schema):
-    """The background services and their last sign of life."""
+class ProcessesOut(Schema):
+    """The beat leader, the beats and the workers, with their last sign of life."""
 
     beat_leader: LeaderOut | None
     beats: list[BeatInstanceOut]
@@ -193,9 +194,9 @@ def queues(request: HttpRequest) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/services", response={200: ServicesOut, **errors()}, **needs("read"))
-def services(request: HttpRequest) -> dict[str, Any]:
-    """The beat leader, every beat process and every worker, with their last sign of life."""
+def processes() -> dict[str, Any]:
+    """The beat leader, every beat process and every worker, with their last sign of life
+    (the part of ``/services`` that is not the services runtime's)."""
     conf = get_settings().beat
     fresh = datetime.now(UTC) - timedelta(seconds=conf.lease_ttl_s + conf.renew_interval_s)
     with engine().connect() as conn:

@@ -1,7 +1,9 @@
 """``/health/live`` (the process answers) and ``/health/ready`` (it can do its job).
 
 Readiness checks the broker, the database, the cache Redis, a live worker on each
-queue, a beat leader, and that no queue holding work has stopped being consumed.
+queue, a beat leader, that no queue holding work has stopped being consumed, and that
+no service of the services runtime is down (failed, with no host running it; checked
+once a services process has written its rows).
 Every probe is bounded by short timeouts, so a dead server makes the answer red
 within seconds instead of hanging it. ``/metrics`` reads the same probes.
 """
@@ -22,6 +24,8 @@ from sqlalchemy import text
 from app.celery import app
 from app.db import engine
 from app.jobs.store import figures
+from app.services import readiness
+from app.services import store as service_rows
 from app.web.tokens import allows, authenticate
 from config.settings import QUEUES, get_settings
 
@@ -196,6 +200,29 @@ def _beat() -> dict[str, Any]:
     }
 
 
+def service_freshness_s() -> float:
+    """A service row heard from within this many seconds is alive (three heartbeats)."""
+    return 3 * get_settings().services.heartbeat_interval_s
+
+
+def _services() -> dict[str, Any]:
+    with engine().connect() as conn:
+        rows = service_rows.rows(conn, service_freshness_s())
+    verdict = readiness.judge(rows)
+    details = {
+        "count": len(rows),
+        "degraded": verdict.degraded,
+        "silent": verdict.silent,
+    }
+    if verdict.down:
+        raise CheckFailed(
+            f"down: {', '.join(f'{name} ({why})' for name, why in verdict.down.items())}",
+            down=verdict.down,
+            **details,
+        )
+    return details
+
+
 def _workers(by_queue: dict[str, list[str]]) -> dict[str, Any]:
     missing = [queue for queue in QUEUES if not by_queue.get(queue)]
     count = len({worker for workers in by_queue.values() for worker in workers})
@@ -248,6 +275,12 @@ def ready(request: HttpRequest) -> JsonResponse:
         )
     checks = {"database": _timed(_database), "redis": _timed(_redis)}
     checks["beat"] = _timed(_beat) if checks["database"]["ok"] else _skipped("database down")
+    if checks["database"]["ok"]:
+        services = _timed(_services)
+        # Judged once a services process has written a row: a deployment that runs no
+        # services runtime has none to check.
+        if not services["ok"] or services["count"]:
+            checks["services"] = services
     with contextlib.ExitStack() as stack:
         found: dict[str, Any] = {}
 

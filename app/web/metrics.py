@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
 from app.db import engine
 from app.jobs.models import JobStatus
 from app.jobs.store import figures, workers
+from app.services import alerts
 from app.web.health import beat_leader, broker_connection, queue_depths, refuse_without_read_token
 from beat.lateness import schedule_lags
 from config.settings import QUEUES, get_settings
@@ -89,6 +91,76 @@ def _schedules() -> Iterator[Metric]:
     yield family
 
 
+def _alerts() -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "conveyor_alerts_firing", "Open alerts by severity.", labels=["severity"]
+    )
+    for severity, count in alerts.firing_counts().items():
+        family.add_metric([severity], count)
+    yield family
+
+
+#: Upper bounds of ``conveyor_task_duration_seconds``' buckets, seconds (then +Inf): from
+#: Prometheus' defaults up to the 360 s hard time limit.
+DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+#: The ``outcome`` label of each state an attempt can end in.
+OUTCOMES = {
+    JobStatus.COMPLETED: "completed",
+    JobStatus.RETRYING: "retried",
+    JobStatus.FAILED: "failed",
+    JobStatus.DEAD: "dead",
+}
+#: Longest the read of the attempts may take, milliseconds; past it the part is left out.
+TASKS_TIMEOUT_MS = 2000
+
+
+def _tasks() -> Iterator[Metric]:
+    """Attempts that ended in the window, by task, queue and outcome, and their durations.
+
+    Gauges over a sliding window, not counters: the ledger forgets jobs (retention), so
+    a count of its events would fall, which Prometheus reads as a counter reset.
+    """
+    window_s = get_settings().web.metrics_window_s
+    with engine().begin() as conn:
+        ended = figures.attempts_ended(conn, window_s, DURATION_BUCKETS_S, TASKS_TIMEOUT_MS)
+    runs = GaugeMetricFamily(
+        "conveyor_task_runs",
+        f"Attempts that ended in the last {window_s}s, by the outcome they led to.",
+        labels=["task", "queue", "outcome"],
+    )
+    durations = GaugeHistogramMetricFamily(
+        "conveyor_task_duration_seconds",
+        f"Run time of the attempts that ended in the last {window_s}s, start to outcome.",
+        labels=["task", "queue"],
+        unit="seconds",
+    )
+    for (task, queue), attempts in sorted(ended.items()):
+        for state, outcome in OUTCOMES.items():
+            runs.add_metric([task, queue, outcome], attempts.outcomes.get(state, 0))
+        cumulative, buckets = 0, []
+        for bound, count in zip([*DURATION_BUCKETS_S, None], attempts.buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound is None else str(float(bound)), cumulative))
+        durations.add_metric([task, queue], buckets, attempts.duration_s)
+    yield runs
+    yield durations
+
+
+def _oldest() -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "conveyor_queue_oldest_seconds",
+        "Age of the oldest job published to each queue and not started yet (0: none waits).",
+        labels=["queue"],
+    )
+    with engine().connect() as conn:
+        oldest = figures.oldest_queued(conn)
+    now = datetime.now(UTC)
+    for queue in sorted({*QUEUES, *oldest}):
+        since = oldest.get(queue)
+        family.add_metric([queue], max(0.0, (now - since).total_seconds()) if since else 0.0)
+    yield family
+
+
 #: Each part of a scrape, read on its own so that one failing leaves the others.
 PARTS: dict[str, Callable[[], Iterator[Metric]]] = {
     "jobs": _jobs,
@@ -96,6 +168,9 @@ PARTS: dict[str, Callable[[], Iterator[Metric]]] = {
     "broker": _broker,
     "beat": _beat,
     "schedules": _schedules,
+    "alerts": _alerts,
+    "tasks": _tasks,
+    "oldest": _oldest,
 }
 
 

@@ -2,7 +2,8 @@
 
 ``ApiToken`` and ``AuditRecord`` are Django's own tables. ``Job`` and ``JobEvent``
 are read-only views of the ledger's tables (created by Alembic, never by Django),
-so the console can list and filter them with the admin.
+so the console can list and filter them with the admin; ``Alert`` is one of the
+``alerts`` table, and ``Service`` one of the services runtime's ``services`` table.
 """
 
 from __future__ import annotations
@@ -136,3 +137,58 @@ class JobEvent(models.Model):
         managed = False
         db_table = "job_events"
         ordering = ("at", "id")
+
+
+class Alert(models.Model):
+    """The ``alerts`` table (Alembic owns it; every write is app.services.alerts')."""
+
+    id = models.BigIntegerField(primary_key=True)
+    key = models.CharField(max_length=300)
+    severity = models.CharField(max_length=20)
+    subject = models.CharField(max_length=300)
+    detail = models.TextField()
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    count = models.IntegerField()
+    last_notified_at = models.DateTimeField(null=True)
+    resolved_at = models.DateTimeField(null=True)
+    resolution = models.TextField(null=True)
+    labels = models.JSONField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "alerts"
+        ordering = ("-id",)
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.key}"
+
+
+class Service(models.Model):
+    """The ``services`` table: one service on one host (Alembic owns it; every write is
+    app.services.store's)."""
+
+    id = models.BigIntegerField(primary_key=True)
+    name = models.CharField(max_length=200)
+    host = models.CharField(max_length=255)
+    mode = models.CharField(max_length=20)
+    state = models.CharField(max_length=20)
+    pid = models.IntegerField(null=True)
+    #: The writing process as a lease holder (host:pid:tag).
+    identity = models.CharField(max_length=200, null=True)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    last_success_at = models.DateTimeField(null=True)
+    last_error = models.TextField(null=True)
+    last_error_at = models.DateTimeField(null=True)
+    consecutive_errors = models.IntegerField()
+    items_processed = models.BigIntegerField()
+    detail = models.JSONField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "services"
+        ordering = ("name", "host")
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.host}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -9,9 +10,12 @@ from sqlalchemy import Connection
 
 from app.jobs.models import FINISHED, JobStatus
 from app.jobs.store.queries import (
+    ATTEMPTS_ENDED,
+    BOUND_READS,
     BUSY_WORKERS,
     CREATED,
     DURATIONS,
+    ENDED_STATES,
     FAILURES,
     HANDLER_STATES,
     LAST_START,
@@ -100,3 +104,49 @@ def last_start(conn: Connection, queue: str) -> datetime | None:
     """When the newest job of ``queue`` that started (in line order) started."""
     started: datetime | None = conn.exec_driver_sql(LAST_START, {"queue": queue}).scalar()
     return started
+
+
+@dataclass
+class Attempts:
+    """The attempts of one task on one queue that ended in a window."""
+
+    #: How many ended in each outcome (the state the attempt led to).
+    outcomes: dict[str, int] = field(default_factory=dict)
+    #: Timed attempts by duration: item ``i`` counts those above ``bounds[i - 1]`` and at
+    #: most ``bounds[i]``; the last item those above every bound.
+    buckets: list[int] = field(default_factory=list)
+    #: Their total duration, seconds.
+    duration_s: float = 0.0
+
+
+def attempts_ended(
+    conn: Connection, window_s: float, bounds: list[float], timeout_ms: int | None = None
+) -> dict[tuple[str, str], Attempts]:
+    """Attempts that ended in the last ``window_s`` seconds (jobs that finished then, and
+    retries recorded then), by ``(handler, queue)``: how many ended in each outcome, and
+    their durations in the buckets that the sorted ``bounds`` delimit (Prometheus' ``le``).
+
+    With ``timeout_ms``, PostgreSQL cancels the read past that many milliseconds. The
+    bounds it sets hold for the rest of ``conn``'s transaction.
+    """
+    conn.exec_driver_sql(BOUND_READS, {"ms": timeout_ms or 0})
+    params = {
+        "window_s": window_s,
+        "buckets": len(bounds),
+        "negated": sorted(-float(bound) for bound in bounds),
+        "ended": ENDED_STATES,
+        "running": JobStatus.RUNNING.value,
+        "retrying": JobStatus.RETRYING.value,
+    }
+    found: dict[tuple[str, str], Attempts] = {}
+    for handler, queue, outcome, bucket, count, timed, total_s in conn.exec_driver_sql(
+        ATTEMPTS_ENDED, params
+    ):
+        attempts = found.setdefault(
+            (str(handler), str(queue)), Attempts(buckets=[0] * (len(bounds) + 1))
+        )
+        attempts.outcomes[outcome] = attempts.outcomes.get(outcome, 0) + int(count)
+        if bucket is not None:
+            attempts.buckets[int(bucket)] += int(timed)
+            attempts.duration_s += float(total_s)
+    return found

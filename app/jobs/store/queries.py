@@ -329,3 +329,60 @@ LAST_START = """
 SELECT started_at FROM jobs WHERE queue = %(queue)s AND started_at IS NOT NULL
 ORDER BY created_at DESC LIMIT 1
 """
+
+# -- task figures: the attempts that ended lately, per task (app.web.metrics) --------
+
+#: States a job finishes in after an attempt (a cancelled job may never have started).
+ENDED_STATES = states({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DEAD})
+#: -- bound_reads --: for the rest of this transaction, statements end after ``ms``
+#: milliseconds (0: never); they are not compiled (JIT: on a wide window the compile alone
+#: took longer than the read); and each is planned for its parameters, so that a partial
+#: index whose condition a state parameter meets is used (a generic plan cannot).
+BOUND_READS = """
+SELECT set_config('statement_timeout', %(ms)s::text, true), set_config('jit', 'off', true),
+       set_config('plan_cache_mode', 'force_custom_plan', true)
+"""
+#: -- attempts_ended --: attempts that ended under ``window_s`` ago, by handler, queue,
+#: outcome and duration bucket, with how many were timed and their total seconds.
+#:
+#: Two kinds of attempt end. The last one finishes its job (``completed``, ``failed``,
+#: ``dead``): read from the job's row, finished at ``finished_at`` after running since
+#: ``started_at`` (the latest start), as the reports time jobs. One that is retried
+#: leaves a ``retrying`` event, timed from the job's latest ``running`` event before it
+#: that a delivery wrote as it started (not a duplicate's note). A bucket is the number
+#: of bounds below the duration, NULL for an attempt with no start: ``width_bucket``
+#: counts the thresholds at or below its operand, so on the negated duration and the
+#: negated bounds in ascending order (``negated``) it counts the bounds at or above the
+#: duration, and a duration equal to a bound falls in that bound's bucket (Prometheus'
+#: ``le``); ``buckets`` is the number of bounds. The indexes ``ix_jobs_finished`` and
+#: ``ix_job_events_retrying_at`` (migration 0007) keep the read to the window's rows,
+#: whatever the ledger's size; run it after :data:`BOUND_READS`, which has it planned
+#: for its ``retrying`` (the partial index's condition).
+ATTEMPTS_ENDED = """
+WITH ended AS (
+    SELECT handler, queue, status AS outcome,
+           greatest(extract(epoch FROM finished_at - started_at)::float8, 0) AS duration_s
+    FROM jobs
+    WHERE finished_at >= now() - make_interval(secs => %(window_s)s)
+      AND status = ANY(%(ended)s)
+    UNION ALL
+    SELECT j.handler, j.queue, e.to_status, started.duration_s
+    FROM job_events e
+    JOIN jobs j ON j.id = e.job_id
+    LEFT JOIN LATERAL (
+        SELECT greatest(extract(epoch FROM e.at - r.at)::float8, 0) AS duration_s
+        FROM job_events r
+        WHERE r.job_id = e.job_id AND r.at <= e.at
+          AND r.to_status = %(running)s AND r.from_status IS DISTINCT FROM %(running)s
+        ORDER BY r.at DESC
+        LIMIT 1
+    ) started ON true
+    WHERE e.to_status = %(retrying)s AND e.from_status IS DISTINCT FROM e.to_status
+      AND e.at >= now() - make_interval(secs => %(window_s)s)
+)
+SELECT handler, queue, outcome,
+       %(buckets)s - width_bucket(-duration_s, %(negated)s::float8[]) AS bucket,
+       count(*), count(duration_s), coalesce(sum(duration_s), 0)
+FROM ended
+GROUP BY 1, 2, 3, 4
+"""

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from app.web.admin import audit_trail, jobs, schedules
+from app.web.admin import alerts, audit_trail, jobs, schedules, services
 from app.web.admin.overview import console
 
-__all__ = ["audit_trail", "console", "jobs", "schedules"]
+__all__ = ["alerts", "audit_trail", "console", "jobs", "schedules", "services"]
 
 admin.site.site_header = admin.site.site_title = "Conveyor"
 admin.site.index_title = "Overview"
