@@ -252,8 +252,8 @@ class ServicesSettings(BaseModel):
     #: Your own service modules, imported by ``python -m app services`` beside Conveyor's
     #: built-in ones (a JSON list, e.g. ``["myapp.services"]``).
     modules: list[str] = []
-    #: Run Conveyor's built-in services too (the ledger census, which logs the jobs per
-    #: state every 30 s).
+    #: Run Conveyor's built-in services too: the ledger census, which logs the jobs per
+    #: state every 30 s, and the monitors (``monitors.enabled``).
     builtins: bool = True
     #: This host's name in the ``services`` table and in singleton leases; None: the
     #: machine's host name. Two services processes on one machine each need their own.
@@ -308,6 +308,31 @@ class CacheSettings(BaseModel):
     #: of live counts (its ``generated_at`` says when they were counted); 0 caches
     #: nothing (always live). The console's front page always counts live.
     stats_ttl_s: int = Field(default=7200, ge=0)
+
+
+class MonitorSettings(BaseModel):
+    """Conveyor's monitors: built-in singleton services (``python -m app services``) that
+    raise an alert while a condition holds and resolve it once it clears."""
+
+    #: Run the monitors (with ``services.builtins``).
+    enabled: bool = True
+    #: Seconds between two looks of each monitor.
+    interval_s: float = Field(default=60.0, ge=0.05, le=3600)
+    #: Jobs of a queue that failed for good or died in the last ``window_s`` seconds from
+    #: which its ``queue.<name>.failures`` alert fires.
+    failures_threshold: int = Field(default=10, ge=1)
+    #: The window of ``failures_threshold``, seconds.
+    window_s: float = Field(default=3600.0, gt=0, le=30 * 86400)
+    #: Seconds a queue's oldest published job may wait before ``queue.<name>.backlog``
+    #: fires.
+    backlog_age_s: float = Field(default=600.0, gt=0)
+    #: Megabytes a worker's largest process (main or pool child) may hold, as its last
+    #: heartbeat says, before ``worker.<name>.memory`` fires. A pool child over
+    #: ``worker.max_memory_per_child_kib`` is only replaced once its task ends.
+    worker_rss_mb: float = Field(default=1024.0, gt=0)
+    #: Seconds without a beat leader before ``beat.leader`` fires (a handover takes up to
+    #: the lease's TTL plus one renewal).
+    beat_leader_grace_s: float = Field(default=60.0, ge=0)
 
 
 class AlertSettings(BaseModel):
@@ -393,6 +418,7 @@ class Settings(BaseSettings):
     services: ServicesSettings = ServicesSettings()
     cache: CacheSettings = CacheSettings()
     alerts: AlertSettings = AlertSettings()
+    monitors: MonitorSettings = MonitorSettings()
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:

@@ -15,6 +15,7 @@ and by recovery for silent workers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psutil
 import psycopg
 import redis
 
@@ -110,6 +112,20 @@ def recover_lost_jobs(after_s: float | None = None) -> list[Any]:
     return recovered
 
 
+def largest_rss() -> int | None:
+    """Resident bytes of this worker's largest process: this one or a pool child (None if
+    the system cannot tell)."""
+    try:
+        me = psutil.Process()
+        sizes = [me.memory_info().rss]
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a child that just exited
+                sizes.append(child.memory_info().rss)
+    except psutil.Error:
+        return None
+    return int(max(sizes))
+
+
 class Heartbeat:
     """The worker's pulse, and the sweep for jobs lost with a silent worker."""
 
@@ -123,9 +139,9 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def beat(self) -> None:
-        """Say this worker is alive."""
+        """Say this worker is alive, and how much memory its largest process holds."""
         with engine().begin() as conn:
-            workers.beat(conn, self.hostname, os.getpid(), self.queues)
+            workers.beat(conn, self.hostname, os.getpid(), self.queues, largest_rss())
 
     def recover(self) -> list[Any]:
         """Hand back jobs left ``running`` by workers not heard from; return their ids."""

@@ -118,6 +118,8 @@ class WorkerBeat(Base):
     queues: Mapped[str] = mapped_column(Text)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Resident memory of the worker's largest process (main or pool child) at that beat.
+    rss_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class JobEvent(Base):

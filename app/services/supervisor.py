@@ -46,6 +46,8 @@ EXIT_FAILED = 1
 EXIT_ABANDONED = 3
 #: Conveyor's own services, imported unless ``services.builtins`` is off.
 BUILTIN_MODULES = ("app.services.census",)
+#: Conveyor's monitors, built in too unless ``monitors.enabled`` is off.
+MONITORS = "app.services.monitors"
 #: Seconds between the main thread's looks at signals and failures.
 TICK_S = 0.1
 
@@ -173,7 +175,8 @@ def run(only: Sequence[str] = ()) -> int:
         format="%(asctime)s %(levelname)s [%(threadName)s] %(name)s: %(message)s",
     )
     conf = settings.services
-    modules = [*(BUILTIN_MODULES if conf.builtins else ()), *conf.modules]
+    builtins = [*BUILTIN_MODULES, *((MONITORS,) if settings.monitors.enabled else ())]
+    modules = [*(builtins if conf.builtins else ()), *conf.modules]
     try:
         found = discover(modules)
     except Exception as exc:  # an import error, an InvalidService, a bug in a module

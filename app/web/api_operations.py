@@ -76,6 +76,9 @@ class HeartbeatOut(Schema):
     queues: list[str]
     started_at: datetime
     last_seen: datetime
+    rss_bytes: int | None = Field(
+        description="resident memory of its largest process (main or pool child) then"
+    )
     alive: bool
 
 

@@ -15,6 +15,7 @@ from app.jobs.store.queries import (
     BUSY_WORKERS,
     CREATED,
     DURATIONS,
+    ENDED_BY_QUEUE,
     ENDED_STATES,
     FAILURES,
     HANDLER_STATES,
@@ -86,6 +87,12 @@ def top_failures(conn: Connection, since: datetime, limit: int) -> list[dict[str
         {"handler": handler, "error": error, "count": int(count), "latest_job_id": str(job)}
         for handler, error, count, job in conn.exec_driver_sql(FAILURES, params)
     ]
+
+
+def ended_by_queue(conn: Connection, statuses: list[str], since: datetime) -> dict[str, int]:
+    """Per queue, the jobs that ended in one of ``statuses`` since ``since``."""
+    rows = conn.exec_driver_sql(ENDED_BY_QUEUE, {"statuses": statuses, "since": since})
+    return {str(queue): int(count) for queue, count in rows}
 
 
 def oldest_queued(conn: Connection) -> dict[str, datetime]:

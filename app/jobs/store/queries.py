@@ -147,10 +147,10 @@ UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%(id)s::text, 0))"
 
 #: -- beat --: a worker says it is alive.
 BEAT = """
-INSERT INTO workers (hostname, pid, queues, started_at, last_seen)
-VALUES (%(hostname)s, %(pid)s, %(queues)s, now(), now())
+INSERT INTO workers (hostname, pid, queues, started_at, last_seen, rss_bytes)
+VALUES (%(hostname)s, %(pid)s, %(queues)s, now(), now(), %(rss_bytes)s)
 ON CONFLICT (hostname) DO UPDATE SET pid = EXCLUDED.pid, queues = EXCLUDED.queues,
-    last_seen = now()
+    last_seen = now(), rss_bytes = EXCLUDED.rss_bytes
 """
 #: -- alive_workers --: workers heard from within ``after`` seconds.
 ALIVE_WORKERS = """
@@ -162,7 +162,9 @@ SELECT coalesce(bool_and(last_seen < now() - make_interval(secs => %(after)s)), 
 FROM workers WHERE hostname = %(hostname)s
 """
 #: -- heartbeats --: every worker's last heartbeat.
-HEARTBEATS = "SELECT hostname, pid, queues, started_at, last_seen FROM workers ORDER BY hostname"
+HEARTBEATS = """
+SELECT hostname, pid, queues, started_at, last_seen, rss_bytes FROM workers ORDER BY hostname
+"""
 #: -- recover_lost --: hand jobs running on silent workers back to the releaser, with events.
 RECOVER = """
 WITH lost AS (
@@ -316,6 +318,12 @@ WHERE status = ANY(%(failed)s) AND created_at >= %(since)s
 GROUP BY handler, last_error
 ORDER BY count(*) DESC, max(coalesce(finished_at, status_at)) DESC, handler, last_error
 LIMIT %(limit)s
+"""
+#: -- ended_by_queue --: per queue, jobs that ended in ``statuses`` since ``since``.
+ENDED_BY_QUEUE = """
+SELECT queue, count(*) FROM jobs
+WHERE finished_at >= %(since)s AND status = ANY(%(statuses)s)
+GROUP BY queue
 """
 #: -- oldest_queued --: per queue, since when its oldest published job waits.
 OLDEST_QUEUED = """

@@ -11,9 +11,14 @@ from app.jobs.models import JobStatus
 from app.jobs.store.queries import ALIVE_WORKERS, BEAT, HEARTBEATS, RECOVER
 
 
-def beat(conn: Connection, hostname: str, pid: int, queues: str) -> None:
-    """Record that worker ``hostname`` (process ``pid``, consuming ``queues``) is alive."""
-    conn.exec_driver_sql(BEAT, {"hostname": hostname, "pid": pid, "queues": queues})
+def beat(
+    conn: Connection, hostname: str, pid: int, queues: str, rss_bytes: int | None = None
+) -> None:
+    """Record that worker ``hostname`` (process ``pid``, consuming ``queues``, its largest
+    process resident in ``rss_bytes``) is alive."""
+    conn.exec_driver_sql(
+        BEAT, {"hostname": hostname, "pid": pid, "queues": queues, "rss_bytes": rss_bytes}
+    )
 
 
 def alive(conn: Connection, within_s: float) -> set[str]:
@@ -24,7 +29,8 @@ def alive(conn: Connection, within_s: float) -> set[str]:
 
 
 def heartbeats(conn: Connection) -> list[dict[str, Any]]:
-    """Every worker's last heartbeat (hostname, pid, queues, started_at, last_seen)."""
+    """Every worker's last heartbeat (hostname, pid, queues, started_at, last_seen,
+    rss_bytes)."""
     return [dict(row) for row in conn.exec_driver_sql(HEARTBEATS).mappings()]
 
 
