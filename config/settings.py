@@ -10,10 +10,17 @@ from __future__ import annotations
 import functools
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Queues consumed by workers, most urgent first (Redis serves them in this order).
@@ -23,6 +30,18 @@ BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 DATABASE_SCHEMES = ("postgresql", "postgresql+psycopg")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _email_address(address: str) -> str:
+    """``address`` if it has a local part and a domain, else a ValueError naming it."""
+    local, _, domain = address.partition("@")
+    if not local or not domain:
+        raise ValueError(f"{address!r} is not an email address")
+    return address
+
+
+#: An email address (``local@domain``), checked wherever one is given: settings, payloads.
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
 
 
 class Profile(StrEnum):
@@ -344,7 +363,7 @@ class AlertSettings(BaseModel):
     cooldown_s: float = Field(default=3600.0, ge=0, le=30 * 86400)
     #: Addresses mailed for each notification, through ``smtp`` (a JSON list, e.g.
     #: ``["ops@example.com"]``); empty: no email.
-    email_to: list[str] = Field(default=[], max_length=100)
+    email_to: list[EmailAddress] = Field(default=[], max_length=100)
     #: URL that gets a JSON POST for each notification, Slack-compatible (a Slack or
     #: Mattermost incoming webhook); None: no webhook.
     webhook_url: str | None = None
@@ -352,15 +371,6 @@ class AlertSettings(BaseModel):
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     #: Notify once more when an alert that notified is resolved.
     notify_resolved: bool = True
-
-    @field_validator("email_to")
-    @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
-        for address in value:
-            local, _, domain = address.partition("@")
-            if not local or not domain:
-                raise ValueError(f"{address!r} is not an email address")
-        return value
 
     @field_validator("webhook_url")
     @classmethod

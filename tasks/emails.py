@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import smtplib
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from app.celery import app
 from app.errors import PermanentError, TransientError
 from app.notifications import email
-from config.settings import get_settings
+from config.settings import EmailAddress, get_settings
 
 
 class EmailPayload(BaseModel):
     """One plain-text mail."""
 
-    to: list[str] = Field(min_length=1, max_length=100)
+    to: list[EmailAddress] = Field(min_length=1, max_length=100)
     subject: str = Field(min_length=1, max_length=998)
     body: str = Field(max_length=1_000_000)
-
-    @field_validator("to")
-    @classmethod
-    def _addresses(cls, value: list[str]) -> list[str]:
-        for address in value:
-            local, _, domain = address.partition("@")
-            if not local or not domain:
-                raise ValueError(f"{address!r} is not an email address")
-        return value
 
 
 @app.task(name="emails.send", payload_model=EmailPayload)

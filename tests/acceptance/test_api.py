@@ -334,8 +334,10 @@ def test_every_error_is_json_naming_the_field_and_the_reason(api: Api) -> None:
             "payload": {"to": ["nobody"], "subject": "hi", "body": "x"},
         },
     )
-    assert invalid["code"] == "invalid_payload" and invalid["field"] == "payload.to"
-    assert invalid["details"][0]["field"] == "payload.to"
+    # The error names the item that was wrong, not only the list.
+    assert invalid["code"] == "invalid_payload" and invalid["field"] == "payload.to.0"
+    assert invalid["details"][0]["field"] == "payload.to.0"
+    assert "'nobody' is not an email address" in invalid["message"]
 
     big = {"handler": "probe.record", "payload": {"key": "x" * (1024 * 1024)}}
     too_large = api.error("POST", "/jobs", 413, json=big)
