@@ -155,7 +155,7 @@ def test_bad_input_to_enqueue_names_what_was_wrong_and_publishes_nothing(broker:
     assert "'emails.sned'" in str(unknown.value) and "emails.send" in str(unknown.value)
     with pytest.raises(InvalidPayload) as invalid:
         service.enqueue("emails.send", {"to": ["not-an-address"], "subject": "", "body": "x"})
-    assert "to:" in str(invalid.value) and "subject:" in str(invalid.value)
+    assert "to.0:" in str(invalid.value) and "subject:" in str(invalid.value)
     with pytest.raises(PayloadTooLarge) as large:
         service.enqueue("probe.record", {"key": "x" * 2_000_000})
     assert "over the limit of 1048576 bytes" in str(large.value)
