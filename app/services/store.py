@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, text
@@ -63,8 +64,30 @@ SELECT name, host, mode, state, pid, identity, started_at, heartbeat_at, last_su
 FROM services ORDER BY name, host
 """)
 
+#: -- bound_reads -- the statements after it in the transaction give up past ``:ms``
+#: milliseconds (0: never).
+BOUND_READS = text("SELECT set_config('statement_timeout', CAST(:ms AS text), true)")
+#: -- service_figures -- each row's state and counters, for ``/metrics``.
+FIGURES = text("""
+SELECT name, host, state, items_processed, consecutive_errors
+FROM services ORDER BY name, host
+""")
+
 #: States in which an every-host service that is alive is doing its work.
 ACTIVE = (ServiceState.RUNNING, ServiceState.DEGRADED)
+
+
+@dataclass(frozen=True)
+class ServiceFigures:
+    """One row's state and counters, as ``/metrics`` reports them."""
+
+    name: str
+    host: str
+    state: str
+    #: Items its iterations reported since its process started it.
+    items_processed: int
+    #: Errors since its last success.
+    consecutive_errors: int
 
 
 def lease_name(service: str) -> str:
@@ -98,3 +121,22 @@ def rows(conn: Connection, fresh_s: float) -> list[dict[str, Any]]:
             row["holder"] = None
             row["active"] = bool(row["alive"]) and row["state"] in ACTIVE
     return found
+
+
+def figures(conn: Connection, timeout_ms: int | None = None) -> list[ServiceFigures]:
+    """Every row's state and counters (by name, then host).
+
+    With ``timeout_ms``, PostgreSQL cancels the read past that many milliseconds. The
+    bound it sets holds for the rest of ``conn``'s transaction.
+    """
+    conn.execute(BOUND_READS, {"ms": timeout_ms or 0})
+    return [
+        ServiceFigures(
+            name=row.name,
+            host=row.host,
+            state=row.state,
+            items_processed=int(row.items_processed),
+            consecutive_errors=int(row.consecutive_errors),
+        )
+        for row in conn.execute(FIGURES)
+    ]

@@ -1,9 +1,10 @@
 """``/metrics`` for Prometheus, from the web process.
 
-Everything is read at scrape time from the ledger, the broker and the beat tables
-(a :class:`ConveyorCollector`), so the web process keeps no counters of its own and
-every replica answers the same. A part that cannot be read (the broker is down) is
-left out and flagged in ``conveyor_scrape_error{part}``; the rest is still served.
+Everything is read at scrape time from the ledger, the broker, the beat tables and
+the ``services`` table (a :class:`ConveyorCollector`), so the web process keeps no
+counters of its own and every replica answers the same. A part that cannot be read
+(the broker is down) is left out and flagged in ``conveyor_scrape_error{part}``; the
+rest is still served.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetr
 from app.db import engine
 from app.jobs.models import JobStatus
 from app.jobs.store import figures, workers
-from app.services import alerts
+from app.services import alerts, store
+from app.services.states import ServiceState
 from app.web.health import beat_leader, broker_connection, queue_depths, refuse_without_read_token
 from beat.lateness import schedule_lags
 from config.settings import QUEUES, get_settings
@@ -161,6 +163,44 @@ def _oldest() -> Iterator[Metric]:
     yield family
 
 
+#: Longest the read of the services' rows may take, milliseconds; past it the part is
+#: left out.
+SERVICES_TIMEOUT_MS = 1000
+
+
+def _services() -> Iterator[Metric]:
+    """Each service's row on each host: its state, items and errors in a row.
+
+    Gauges, as the row has them: its counts start again when its process restarts.
+    """
+    with engine().begin() as conn:
+        found = store.figures(conn, SERVICES_TIMEOUT_MS)
+    labels = ["service", "host"]
+    states = GaugeMetricFamily(
+        "conveyor_service_state",
+        "1 for the state of each service on each host, as its row says; 0 for the others.",
+        labels=[*labels, "state"],
+    )
+    items = GaugeMetricFamily(
+        "conveyor_service_items",
+        "Items each service processed on each host since its process started it.",
+        labels=labels,
+    )
+    errors = GaugeMetricFamily(
+        "conveyor_service_consecutive_errors",
+        "Errors in a row of each service on each host since its last success.",
+        labels=labels,
+    )
+    for row in found:
+        for state in ServiceState:
+            states.add_metric([row.name, row.host, state.value], 1 if row.state == state else 0)
+        items.add_metric([row.name, row.host], row.items_processed)
+        errors.add_metric([row.name, row.host], row.consecutive_errors)
+    yield states
+    yield items
+    yield errors
+
+
 #: Each part of a scrape, read on its own so that one failing leaves the others.
 PARTS: dict[str, Callable[[], Iterator[Metric]]] = {
     "jobs": _jobs,
@@ -171,6 +211,7 @@ PARTS: dict[str, Callable[[], Iterator[Metric]]] = {
     "alerts": _alerts,
     "tasks": _tasks,
     "oldest": _oldest,
+    "services": _services,
 }
 
 
