@@ -15,7 +15,8 @@ monitor resolves only its own.
   ``beat_leader_grace_s``;
 * ``conveyor.services``: ``service.<name>.<host>.<state>`` while a live service is
   degraded, or a failed one is not run by another host (a singleton) or by its own
-  host again (an every-host service).
+  host again (an every-host service); it also resolves a failed singleton's own
+  failure alert (:mod:`app.services.failure`) once another host runs it.
 
 The settings are ``monitors.*``; ``monitors.enabled`` (and ``services.builtins``)
 turn them off.
@@ -33,7 +34,7 @@ from app import lease
 from app.db import engine
 from app.jobs.models import JobStatus
 from app.jobs.store import figures, workers
-from app.services import alerts, store
+from app.services import alerts, failure, store
 from app.services.base import Mode, Service
 from app.services.states import ServiceState
 from config.settings import MonitorSettings, get_settings
@@ -166,7 +167,7 @@ class BeatMonitor(Monitor):
     """No beat holding the leader lease for longer than ``monitors.beat_leader_grace_s``."""
 
     name = "conveyor.beat"
-    what = "a beat leads again"
+    what = "no beat leader"
     #: Monotonic time since which no leader was seen (None: one was, at the last look).
     leaderless_since: float | None = None
 
@@ -196,7 +197,7 @@ class ServicesMonitor(Monitor):
     """A live service that is degraded, or a failed one that no host runs."""
 
     name = "conveyor.services"
-    what = "the service runs well again"
+    what = "the service is degraded or failed"
 
     def check(self, conf: MonitorSettings) -> list[Condition]:
         fresh_s = 3 * get_settings().services.heartbeat_interval_s
@@ -210,6 +211,14 @@ class ServicesMonitor(Monitor):
             # A failed singleton is fine once another host holds it; a failed every-host
             # service is its host's until that host's process runs it again.
             failed = state == ServiceState.FAILED and row["name"] not in held
+            if state == ServiceState.FAILED and not failed:
+                # failure.on_failed raised this key itself; it is this monitor's (labelled)
+                # only if a look found it firing, so a handover between two looks left it
+                # open for good (the failed host's next process stands by, never succeeds).
+                alerts.resolve_alert(
+                    failure.alert_key(row["name"], row["host"]),
+                    f"cleared: {row['name']} runs on another host",
+                )
             if not (degraded or failed):
                 continue
             found.append(

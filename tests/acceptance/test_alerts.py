@@ -1,5 +1,6 @@
 """Alerts end to end: a real worker delivers each notification, by SMTP to a sink and by
-HTTP to a hook server started here, as jobs in the ledger with retries.
+HTTP to a hook server started here, as jobs in the ledger with retries, on Redis and on
+RabbitMQ (every test of the module runs on each broker in turn).
 
 This process raises alerts as a monitor would (the producer: it decides, in
 PostgreSQL, whether to notify); the worker runs ``alerts.email`` and
@@ -33,9 +34,10 @@ from app.embedded import free_port
 from app.jobs.service import JobService
 from app.services import alerts
 from config.settings import get_settings
-from tests.acceptance.api_support import Api, broker_url, token
+from tests.acceptance.api_support import Api, token
 from tests.acceptance.conftest import Effects, wait_for
 from tests.acceptance.workers import ROOT, Web, Worker
+from tests.servers import Broker, use_broker
 
 pytestmark = pytest.mark.acceptance
 
@@ -111,16 +113,24 @@ class Channels:
     worker: Worker
 
 
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def alerts_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """Each broker in turn, for every test of this module."""
+    yield from use_broker(request.param)
+
+
 @pytest.fixture(scope="module")
-def system() -> Iterator[Channels]:
-    """An SMTP sink, a hook server and a worker of ``default``, for the module; this
-    process configured as a producer with the same channels and a short cooldown."""
+def system(alerts_broker: Broker) -> Iterator[Channels]:
+    """An SMTP sink, a hook server and a worker of ``default`` on the broker, for the
+    module; this process, and every process a test starts, configured as a producer
+    with the same broker, the same channels and a short cooldown."""
     inbox, hook = Inbox(), Hook()
     smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     server = hook_server(hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
+        "CONVEYOR_BROKER__URL": alerts_broker.url,
         "CONVEYOR_SMTP__HOST": "127.0.0.1",
         "CONVEYOR_SMTP__PORT": str(smtp.port),
         "CONVEYOR_ALERTS__EMAIL_TO": json.dumps([RECIPIENT]),
@@ -132,7 +142,7 @@ def system() -> Iterator[Channels]:
             patch.setenv(name, value)
         get_settings.cache_clear()
         try:
-            with Worker(broker_url(), queues="default", concurrency=2, env=env) as worker:
+            with Worker(alerts_broker.url, queues="default", concurrency=2, env=env) as worker:
                 yield Channels(inbox, hook, worker)
         finally:
             server.shutdown()
