@@ -88,15 +88,18 @@ class Deliveries:
 
     # -- 1. the claim --------------------------------------------------------
 
-    def begin(self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Claim the current delivery of ``task``; raise ``Ignore`` unless it may run."""
+    def begin(self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+        """Claim the current delivery of ``task``; raise ``Ignore`` unless it may run.
+
+        Returns how many times this attempt has been delivered (1: the first time;
+        0: the task does not claim its deliveries)."""
         request = task.request
         attempt = _attempt(request)
         payload = {"args": list(args), "kwargs": dict(kwargs)}
         delivery = request.delivery_info or {}
         if not getattr(task, "claims_deliveries", True):
             self._running(task, args, kwargs, None)
-            return
+            return 0
         sent = getattr(request, SENT_HEADER, None)
         claim = self.claims.claim(
             request.id,
@@ -111,7 +114,7 @@ class Deliveries:
         )
         if claim.verdict is Verdict.RUN:
             self._running(task, args, kwargs, claim.deliveries or None)
-            return
+            return claim.deliveries or 1
         try:
             self._refuse(task, claim, attempt, args, kwargs)
         finally:

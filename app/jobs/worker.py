@@ -12,7 +12,10 @@ never fire. It adds to a Conveyor worker:
   ``worker_shutdown``;
 * the ledger's record of what happens outside a delivery: a revoked job, and a
   task that rejected its message for good;
-* the recorder flushed before a pool process or the worker exits.
+* the recorder flushed before a pool process or the worker exits;
+* the batch tasks' last partial batches handed over on a warm shutdown, from the
+  loader's ``on_worker_shutdown``, which Celery calls after its event loop ends and
+  before it closes the pool (:func:`~app.jobs.batches.hand_over`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from celery.exceptions import Reject
 from celery.worker.consumer import Consumer
 
 from app.celery import app
+from app.jobs.batches import hand_over
 from app.jobs.delivery import deliveries
 from app.jobs.heartbeat import Heartbeat
 from app.jobs.lifecycle import close_recorder
@@ -75,6 +79,20 @@ def _freeze_startup_objects(sender: Any = None, **_: Any) -> None:
     """
     if _ours(sender):
         gc.freeze()
+
+
+@signals.worker_init.connect
+def _hand_over_batches_on_shutdown(sender: Any = None, **_: Any) -> None:
+    if not _ours(sender):
+        return
+    loader = sender.app.loader
+    shutting_down = loader.on_worker_shutdown
+
+    def on_worker_shutdown() -> None:
+        hand_over(sender.consumer)
+        shutting_down()
+
+    loader.on_worker_shutdown = on_worker_shutdown
 
 
 @signals.worker_ready.connect

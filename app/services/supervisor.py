@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from app import batching
 from app.db import engine
 from app.lease import identity
 from app.services import store
@@ -101,7 +102,11 @@ class Supervisor:
         )
         for runner in self.runners:
             runner.wake()
-        abandoned = self._join(time.monotonic() + self.conf.grace_s)
+        deadline = time.monotonic() + self.conf.grace_s
+        abandoned = self._join(deadline)
+        # What the stopped services put into batchers is handed over within the grace.
+        if not batching.close_all(max(0.0, deadline - time.monotonic())):
+            logger.warning("services: a batcher still held items after the grace period")
         why = (
             "a second signal came while an iteration ran"
             if self.signals >= 2
