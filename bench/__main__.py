@@ -1,11 +1,15 @@
 """``python -m bench`` (``make bench``): bare Celery against Conveyor, on Redis and RabbitMQ.
 
-For each broker, each run measures every variant in :data:`bench.variants.VARIANTS`
-once, in turn (runs interleave, so slow drift of the machine hits all variants
-alike); each measurement is a :mod:`bench.trial` subprocess with its own worker.
-The report gives median throughputs and their ratios; the last line reads
-``ratio <x.xx>``: Conveyor's median throughput over bare Celery without a
-result backend, on the first broker measured (Redis when both are).
+For each broker, each run measures every variant chosen with ``--variants`` (all of
+:data:`bench.variants.VARIANTS` by default) once, in turn (runs interleave, so slow
+drift of the machine hits all variants alike); each measurement is a
+:mod:`bench.trial` subprocess with its own worker. The report gives median
+throughputs and their ratios: Conveyor over bare Celery, Conveyor while its
+``/metrics`` is scraped over bare Celery and over Conveyor unscraped, and a batch
+task's items/s over one task per item. When ``conveyor`` and ``bare-no-backend``
+both ran, the last line reads ``ratio <x.xx>``: Conveyor's median throughput over
+bare Celery without a result backend, on the first broker measured (Redis when
+both are).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import report, services
-from bench.variants import BARE, BARE_PG, CONVEYOR, VARIANTS
+from bench.variants import BARE, BY_NAME, CONVEYOR, RATIOS, VARIANTS, Variant
 from bench.worker import PROJECT_ROOT, STOP_TIMEOUT_S
 from config.settings import mask_url
 
@@ -32,15 +36,46 @@ class BenchFailed(RuntimeError):
     """A trial failed; its own error went to stderr."""
 
 
+def variant_list(text: str) -> tuple[Variant, ...]:
+    """``--variants``: names separated by commas, measured in :data:`VARIANTS`' order."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - set(BY_NAME))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(BY_NAME)}"
+        )
+    return tuple(variant for variant in VARIANTS if variant.name in names)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
-    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    top = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument(
+        "--variants",
+        type=variant_list,
+        default=VARIANTS,
+        metavar="NAME,...",
+        help=f"variants to measure, comma-separated (default: all): {', '.join(BY_NAME)}",
+    )
     top.add_argument("--broker", choices=("redis", "rabbitmq", "both"), default="both")
-    top.add_argument("--n", type=int, default=20_000, help="backlog tasks per trial")
+    top.add_argument(
+        "--n", type=int, default=20_000, help="backlog tasks (batched: items) per trial"
+    )
     top.add_argument("--runs", type=int, default=3, help="runs per variant; medians reported")
     top.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker")
     top.add_argument("--paced", type=int, default=500, help="tasks in the latency phase")
     top.add_argument("--rate", type=float, default=50.0, help="latency phase tasks/s (max)")
+    top.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=5.0,
+        help="seconds between /metrics scrapes in conveyor-scraped",
+    )
     top.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
     top.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672//")
     top.add_argument(
@@ -72,6 +107,7 @@ def trial(
         f"--concurrency={args.concurrency}",
         f"--paced={args.paced}",
         f"--rate={args.rate}",
+        f"--scrape-interval={args.scrape_interval}",
         f"--probe-url={backing.probe_url}",
     ]
     # stderr passes through, so a failing trial explains itself.
@@ -98,23 +134,33 @@ def bench_broker(
         f"concurrency={args.concurrency}",
         flush=True,
     )
-    results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in VARIANTS}
+    results: dict[str, list[dict[str, Any]]] = {v.name: [] for v in args.variants}
     for run in range(1, args.runs + 1):
-        for variant in VARIANTS:
+        for variant in args.variants:
             result = trial(broker, variant.name, backing, args)
             results[variant.name].append(result)
+            scrapes = f"  scrapes in drain {result['drain_scrapes']}" if variant.scraped else ""
             print(
                 f"   run {run}/{args.runs} {variant.name:<16} {result['throughput']:8.1f} tasks/s"
-                f"  drain {result['drain_s']:.2f} s  worker start {result['startup_s']:.1f} s",
+                f"  drain {result['drain_s']:.2f} s  worker start {result['startup_s']:.1f} s"
+                f"{scrapes}",
                 flush=True,
             )
     summaries = {name: report.summarize(name, rs) for name, rs in results.items()}
     print()
     for line in report.table(summaries.values()):
         print(line)
-    conveyor = summaries[CONVEYOR.name]
-    for base in (BARE, BARE_PG):
-        print(f"{CONVEYOR.name} / {base.name}: {report.ratio(conveyor, summaries[base.name]):.2f}")
+    for variant in args.variants:
+        if variant.scraped:
+            print(report.scrapes(variant.name, results[variant.name]))
+    for numerator, denominator in RATIOS:
+        if numerator.name in summaries and denominator.name in summaries:
+            top, bottom = summaries[numerator.name], summaries[denominator.name]
+            unit = "items/s" if numerator.task != denominator.task else "tasks/s"
+            print(
+                f"{numerator.name} / {denominator.name}: {report.ratio(top, bottom):.2f}"
+                f"  ({top.throughput:.1f} / {bottom.throughput:.1f} {unit})"
+            )
     print(flush=True)
     return summaries
 
@@ -124,10 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     began = time.monotonic()
     print("variants:")
-    for variant in VARIANTS:
+    for variant in args.variants:
         print(f"  {variant.name:<16} {variant.summary}")
     print(
-        "tasks/s: backlog drained by one prefork worker, first task start to last.\n"
+        "tasks/s: backlog drained by one prefork worker, first task start to last\n"
+        "(conveyor-batched: items, each a job of its own).\n"
         "backlog wait: enqueue->start of backlog tasks (mostly time spent queued).\n"
         "enqueue->start: tasks published at 'paced/s' (at most half the drain rate)\n"
         "to an idle worker; latencies pooled over runs."
@@ -156,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(f"elapsed {time.monotonic() - began:.0f} s")
     first, summaries = measured[0]
+    if CONVEYOR.name not in summaries or BARE.name not in summaries:
+        print(f"no final ratio: --variants leaves out {CONVEYOR.name} or {BARE.name}")
+        return 0
     final = report.ratio(summaries[CONVEYOR.name], summaries[BARE.name])
     print(f"ratio below: {CONVEYOR.name} / {BARE.name} throughput on {first}")
     print(f"ratio {final:.2f}")

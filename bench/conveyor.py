@@ -17,22 +17,27 @@ from bench.variants import CONVEYOR_QUEUE as QUEUE
 from bench.variants import TASK_NAME
 
 
-def bench_queue() -> Queue:
-    """:data:`QUEUE`, with the exchange and arguments of Conveyor's own queues."""
+def bench_queue(name: str) -> Queue:
+    """Queue ``name``, with the exchange and arguments of Conveyor's own queues."""
     model = task_queues(app.conf.conveyor_settings)[0]
     return Queue(
-        QUEUE,
+        name,
         model.exchange,
-        routing_key=QUEUE,
+        routing_key=name,
         durable=True,
         queue_arguments=model.queue_arguments,
     )
 
 
-if QUEUE not in {queue.name for queue in app.conf.task_queues}:
-    app.conf.task_queues = [*app.conf.task_queues, bench_queue()]
-    # Routed like Conveyor's own tasks (app.celery.ROUTES), not by a task attribute.
-    app.conf.task_routes = {**app.conf.task_routes, TASK_NAME: {"queue": QUEUE}}
+def add_bench_queue(name: str, task_name: str) -> None:
+    """Declare queue ``name`` on the app (once) and route ``task_name`` to it."""
+    if name not in {queue.name for queue in app.conf.task_queues}:
+        app.conf.task_queues = [*app.conf.task_queues, bench_queue(name)]
+        # Routed like Conveyor's own tasks (app.celery.ROUTES), not by a task attribute.
+        app.conf.task_routes = {**app.conf.task_routes, task_name: {"queue": name}}
+
+
+add_bench_queue(QUEUE, TASK_NAME)
 
 
 @app.task(name=TASK_NAME, shared=False)

@@ -1,7 +1,8 @@
 """Where every no-op task writes down when it was sent and when it started.
 
 Each task appends ``"<sent> <started>"`` (``time.time()`` floats) to a Redis
-list, one ``RPUSH`` per task, the same cost for every variant. The benchmark
+list, one ``RPUSH`` per task, the same cost for every variant; a batch task does
+the same for each of its items, so a sample is one item executed. The benchmark
 reads the list afterwards. The probe Redis is never the broker's database.
 
 The probe is benchmark tooling, not Conveyor configuration, so its location

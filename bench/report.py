@@ -86,3 +86,17 @@ def table(summaries: Iterable[Summary]) -> list[str]:
 def ratio(numerator: Summary, denominator: Summary) -> float:
     """Median throughput of ``numerator`` over that of ``denominator``."""
     return numerator.throughput / denominator.throughput
+
+
+def scrapes(variant: str, results: Sequence[dict[str, Any]]) -> str:
+    """One line on a scraped variant's ``/metrics`` scrapes over every run: how many
+    overlapped a drain, how long they took, and the parts of the collector that failed."""
+    during = sum(r["drain_scrapes"] for r in results)
+    total = sum(r["scrapes"] for r in results)
+    took = [x for r in results for x in r["scrape_s"]]
+    failed = ", ".join(sorted({p for r in results for p in r["scrape_failed_parts"]}))
+    p50_ms, max_ms = percentile(took, 50) * 1000, max(took, default=math.nan) * 1000
+    return (
+        f"{variant}: {during} scrapes during the drains ({total} in all),"
+        f" each p50 {p50_ms:.0f} ms, max {max_ms:.0f} ms; parts failed: {failed or 'none'}"
+    )

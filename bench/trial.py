@@ -4,11 +4,15 @@ A trial runs in its own process because Conveyor's app reads the broker and
 database from the environment once, at import. It:
 
 1. empties the variant's queue, the probe list and (with a backend) the result tables;
-2. publishes ``n`` no-op tasks, each carrying ``sent=time.time()``, as a backlog;
-3. starts a prefork worker and times the drain, from the first task start to the last;
-4. publishes ``paced`` more tasks at a steady ``rate`` to the now idle worker,
+2. publishes ``n`` no-op tasks, each carrying ``sent=time.time()``, as a backlog (for
+   the batch task, ``n`` items: one job each);
+3. for a scraped variant, starts a web process and scrapes its ``/metrics`` every
+   ``scrape_interval`` seconds from then on (:mod:`bench.scraper`);
+4. starts a prefork worker and times the drain, from the first task start to the last;
+5. publishes ``paced`` more tasks at a steady ``rate`` to the now idle worker,
    whose enqueue→start latencies are the ones worth reading;
-5. stops the worker and deletes the queue, whatever happened.
+6. stops the worker (then the scraper and the web process) and deletes the queue,
+   whatever happened.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench import probe
-from bench.variants import BY_NAME, TASK_NAME, Variant
+from bench.scraper import Scraper, WebFailed, scraping
+from bench.variants import BY_NAME, Variant
 from bench.worker import log_tail, running_worker
 
 
@@ -89,7 +95,7 @@ def wait_for(
 def run(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
     """Measure ``variant`` once; return what the report needs."""
     celery_app = variant.load()
-    task = celery_app.tasks[TASK_NAME]
+    task = celery_app.tasks[variant.task]
     key = f"conveyor-bench:{uuid.uuid4().hex}"
     reader = probe.ProbeReader(args.probe_url, key)
     env = {**os.environ, probe.URL_ENV: args.probe_url, probe.KEY_ENV: key}
@@ -101,15 +107,21 @@ def run(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
         task.apply_async(kwargs={"sent": time.time()})
     enqueue_s = time.perf_counter() - started
     timeout_s = 120 + args.n / 20
+    scraper: Scraper | None = None
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         log = Path(tmp) / "worker.log"
         try:
-            spawned = time.time()
-            with running_worker(variant, args.concurrency, env, log) as worker:
+            # Closed in reverse: the worker stops first, then the scraper and the web.
+            with ExitStack() as stack:
+                if variant.scraped:
+                    scraper = stack.enter_context(scraping(env, Path(tmp), args.scrape_interval))
+                spawned = time.time()
+                worker = stack.enter_context(running_worker(variant, args.concurrency, env, log))
                 wait_for(reader, args.n, worker, log, timeout_s)
                 backlog = reader.take()
                 first = min(s.started for s in backlog)
-                drain_s = max(s.started for s in backlog) - first
+                last = max(s.started for s in backlog)
+                drain_s = last - first
                 # Paced: well below capacity, so latency is the system's, not the queue's.
                 rate = min(args.rate, 0.5 * args.n / drain_s) if drain_s > 0 else args.rate
                 t0 = time.perf_counter()
@@ -124,7 +136,14 @@ def run(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
             reader.clear()
             purge_queue(celery_app, variant.queue)
             delete_queue(celery_app, variant.queue)
-    return {
+        if scraper is not None:
+            refused = [s.error for s in scraper.scrapes if s.error is not None]
+            if refused:
+                raise TrialFailed(
+                    f"{len(refused)}/{len(scraper.scrapes)} scrapes of /metrics failed, "
+                    f"the first: {refused[0]}\n{log_tail(Path(tmp) / 'web.log')}"
+                )
+    result = {
         "variant": variant.name,
         "n": args.n,
         "enqueue_s": enqueue_s,
@@ -134,6 +153,20 @@ def run(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
         "backlog_wait_s": sorted(s.latency_s for s in backlog),
         "paced_rate": rate,
         "paced_latency_s": sorted(s.latency_s for s in paced),
+    }
+    if scraper is not None:
+        result.update(scrape_figures(scraper, first, last))
+    return result
+
+
+def scrape_figures(scraper: Scraper, first: float, last: float) -> dict[str, Any]:
+    """What the report says of the scrapes: how many overlapped the drain (``first`` to
+    ``last`` task start), how long each took, and the collector's parts that failed."""
+    return {
+        "scrapes": len(scraper.scrapes),
+        "drain_scrapes": sum(1 for s in scraper.scrapes if s.started < last and s.ended > first),
+        "scrape_s": sorted(s.ended - s.started for s in scraper.scrapes),
+        "scrape_failed_parts": sorted({p for s in scraper.scrapes for p in s.failed_parts}),
     }
 
 
@@ -145,6 +178,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--concurrency", type=int, default=2)
     top.add_argument("--paced", type=int, default=500)
     top.add_argument("--rate", type=float, default=100.0, help="paced tasks per second (max)")
+    top.add_argument(
+        "--scrape-interval", type=float, default=5.0, help="seconds between /metrics scrapes"
+    )
     top.add_argument("--probe-url", required=True)
     return top
 
@@ -154,7 +190,7 @@ def main() -> int:
     args = parser().parse_args()
     try:
         result = run(BY_NAME[args.variant], args)
-    except TrialFailed as exc:
+    except (TrialFailed, WebFailed) as exc:
         print(f"{args.variant}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result))

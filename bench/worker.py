@@ -1,4 +1,5 @@
-"""A real ``celery worker`` subprocess for one variant, always stopped afterwards."""
+"""Benchmark subprocesses (a ``celery worker`` for one variant, the web process), always
+stopped afterwards."""
 
 from __future__ import annotations
 
@@ -45,14 +46,12 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-@contextmanager
-def running_worker(
-    variant: Variant, concurrency: int, env: Mapping[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a worker in its own process group; on exit stop it, killing what remains."""
+def spawn(argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a process group of its own, its output to ``log``, stopped by the
+    kernel if this process dies first."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            worker_argv(variant, concurrency),
+        return subprocess.Popen(
+            argv,
             cwd=PROJECT_ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -61,6 +60,14 @@ def running_worker(
             start_new_session=True,
             preexec_fn=_stop_with_parent,
         )
+
+
+@contextmanager
+def running_worker(
+    variant: Variant, concurrency: int, env: Mapping[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a worker in its own process group; on exit stop it, killing what remains."""
+    proc = spawn(worker_argv(variant, concurrency), env, log)
     try:
         yield proc
     finally:
@@ -68,12 +75,13 @@ def running_worker(
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (warm shutdown), then SIGKILL to the worker's process group."""
+    """SIGTERM (warm shutdown), then SIGKILL to the process group."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
             proc.wait(STOP_TIMEOUT_S)
-    # The group is the worker and its pool children; none should outlive it.
+    # The group is the worker and its pool children (gunicorn and its workers); none
+    # should outlive it.
     with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
