@@ -25,6 +25,7 @@ TASK_MODULES = (
     "tasks.reports",
     "tasks.maintenance",
     "tasks.statistics",
+    "tasks.storage",
     "app.web.housekeeping",
 )
 
@@ -36,6 +37,7 @@ ROUTES: dict[str, str] = {
     "reports.*": "reports",
     "maintenance.*": "background",
     "statistics.*": "background",
+    "storage.*": "background",
 }
 
 #: RabbitMQ message priorities run 0..MAX_PRIORITY within a queue.

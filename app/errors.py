@@ -167,3 +167,50 @@ class GateUnavailable(ConveyorError, ConnectionError):
             f"cannot {action} job {job_id}: the delivery gate (Redis {url}) "
             f"is unreachable: {reason}"
         )
+
+
+class InvalidStorageName(ConveyorError, ValueError):
+    """A stored file's name that is not a plain relative path inside the storage root;
+    names it and why."""
+
+    def __init__(self, name: object, reason: str) -> None:
+        self.name = name
+        super().__init__(f"storage name {name!r} is invalid: {reason}")
+
+
+class FileTooLarge(ConveyorError, ValueError):
+    """A file passed the largest size storage accepts (``storage.max_file_bytes``)."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name, self.limit = name, limit
+        super().__init__(
+            f"file {name!r} is over the limit of {limit} bytes (storage.max_file_bytes); "
+            "nothing was stored"
+        )
+
+
+class StoredFileNotFound(ConveyorError, FileNotFoundError):
+    """No stored file has this name (or id)."""
+
+    def __init__(self, name: object) -> None:
+        self.name = name
+        super().__init__(f"no stored file {name!r}")
+
+
+class StoredFileExists(ConveyorError, FileExistsError):
+    """A stored file already has this name (save it with ``replace=True`` to replace it)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a stored file is already named {name!r}; pass replace=True to replace it"
+        )
+
+
+class InvalidLink(ConveyorError, ValueError):
+    """A download token that is malformed, altered, signed with another secret or expired;
+    ``reason`` is the short answer the download view gives."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"download link refused: {reason}")

@@ -56,6 +56,12 @@ DEFAULT_SCHEDULES: tuple[Recurring, ...] = (
         description="Delete audit records past their retention.",
     ),
     Recurring(
+        name="purge expired files",
+        task="storage.purge_expired",
+        cron="45 2 * * *",
+        description="Delete stored files past their expiry, with their metadata.",
+    ),
+    Recurring(
         name="job statistics",
         task="statistics.job_stats",
         cron="@hourly",

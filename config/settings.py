@@ -395,6 +395,28 @@ class EmbeddedSettings(BaseModel):
     redis_port: int = Field(default=63799, gt=0, lt=65536)
 
 
+class StorageSettings(BaseModel):
+    """File storage (``app.storage``): files on the local filesystem, their metadata in
+    PostgreSQL, download links signed with ``web.secret_key`` that the web process serves."""
+
+    #: Directory the files are stored under; a relative path is taken from the project
+    #: directory. Every worker and web process must see the same directory.
+    root: Path = PROJECT_ROOT / "var" / "storage"
+    #: Largest file ``save`` accepts, bytes; a larger one is refused and nothing is kept.
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    #: Seconds a download link is valid when its maker gives no lifetime (a link never
+    #: outlives its file).
+    link_lifetime_s: int = Field(default=7 * 86400, ge=60)
+    #: Days a file is kept when its saver gives no expiry; expired files are deleted
+    #: nightly by ``storage.purge_expired``.
+    retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("root")
+    @classmethod
+    def _from_project(cls, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+
 class Settings(BaseSettings):
     """Everything Conveyor reads from its environment."""
 
@@ -429,6 +451,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     alerts: AlertSettings = AlertSettings()
     monitors: MonitorSettings = MonitorSettings()
+    storage: StorageSettings = StorageSettings()
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:
