@@ -143,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
         ("migrate", cmd_migrate, "create or upgrade the database"),
     ):
         sub.add_parser(name, help=text).set_defaults(func=func)
+    from app.catalog.cli import add_commands as add_catalog_commands
     from app.jobs.cli import add_commands
     from app.web.cli import add_commands as add_web_commands
     from beat.cli import add_commands as add_schedule_commands
@@ -150,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_schedule_commands(sub)
     add_web_commands(sub)
+    add_catalog_commands(sub)
     return top
 
 

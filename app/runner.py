@@ -15,6 +15,8 @@ from config.settings import get_settings, mask_url
 
 #: Processes started by ``run``, in start order; stopped in reverse.
 PROCESSES = ("worker", "beat", "services", "flower", "web")
+#: The sample catalog a first start seeds, so that a newcomer has data to work on.
+CATALOG_SEED = ("catalog", "seed", "--if-empty", "--products", "500")
 
 
 def run() -> int:
@@ -50,6 +52,10 @@ def run() -> int:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        seeded = subprocess.run([sys.executable, "-m", "app", *CATALOG_SEED], env=env, check=False)
+        if seeded.returncode != 0:
+            # A sample is not worth stopping for: everything else runs without it.
+            print(f"catalog seed exited with code {seeded.returncode}; no sample catalog")
         for name in PROCESSES:
             # Own session: Ctrl-C reaches only this supervisor, which then stops
             # each child with SIGTERM (a warm shutdown for the worker).

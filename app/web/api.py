@@ -20,6 +20,7 @@ from app.web import api_errors
 from app.web.api_admin import router as admin_router
 from app.web.api_alerts import router as alerts_router
 from app.web.api_auth import READ, require_docs_access
+from app.web.api_catalog import router as catalog_router
 from app.web.api_errors import ApiError
 from app.web.api_jobs import router as jobs_router
 from app.web.api_operations import router as operations_router
@@ -95,6 +96,7 @@ for router in (
     operations_router,
     services_router,
     alerts_router,
+    catalog_router,
     admin_router,
 ):
     api.add_router("/", router)
