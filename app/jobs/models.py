@@ -7,7 +7,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -74,6 +85,11 @@ class Job(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: How far a running job says it is (0-100), what it says it does, and when it said so
+    #: (``ConveyorTask.progress``).
+    progress: Mapped[int | None] = mapped_column(SmallInteger)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    progress_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When the releaser must publish this job's message; NULL once published. Delayed
     #: jobs, retries due later and transactional enqueues wait here, not in the broker.
     release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -81,6 +97,7 @@ class Job(Base):
     publish_options: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
+        CheckConstraint("progress BETWEEN 0 AND 100", name="ck_jobs_progress"),
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_handler_created", "handler", "created_at"),
         Index("ix_jobs_queue_created", "queue", "created_at"),

@@ -21,6 +21,7 @@ sets its own.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task
@@ -28,6 +29,11 @@ from pydantic import BaseModel
 
 from app.errors import TransientError
 from app.jobs.delivery import deliveries
+from app.jobs.lifecycle import recorder
+from app.jobs.store import JobStore
+
+#: Seconds between two progress writes of one job (the last, 100 %, is never skipped).
+PROGRESS_EVERY_S = 1.0
 
 #: Task attribute → the app setting it comes from when the task sets none itself.
 RETRY_SETTINGS = {
@@ -66,6 +72,24 @@ class ConveyorTask(Task[Any, Any]):
             return self.run(*args, **kwargs)
         deliveries.begin(self, args, kwargs)
         return super().__call__(*args, **kwargs)
+
+    def progress(self, percent: float, message: str | None = None) -> bool:
+        """Say how far this job is (0-100) and what it does; the API and the console show
+        it while the job runs. Writes at most once a second (100 % always): call it as
+        often as is convenient. True if it was written now."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"progress is a percentage from 0 to 100, not {percent!r}")
+        request = self.request
+        if request.called_directly or not request.id:
+            return False
+        now = time.monotonic()
+        last = getattr(request, "_conveyor_progress_at", None)
+        if percent < 100 and last is not None and now - last < PROGRESS_EVERY_S:
+            return False
+        request._conveyor_progress_at = now  # type: ignore[attr-defined]
+        # The job's ``running`` record goes first: the progress is kept on a running row.
+        recorder().flush()
+        return JobStore().progress(request.id, round(percent), message)
 
     def retry(self, *args: Any, **kwargs: Any) -> Any:
         """Let go of the job before its next attempt is published."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -22,6 +24,35 @@ def build(sender: str, to: list[str], subject: str, body: str) -> EmailMessage:
     return message
 
 
+@contextmanager
+def connection(smtp: SmtpSettings, outbox: Path) -> Iterator[Callable[[EmailMessage], None]]:
+    """A sender of messages over one SMTP session (or into ``outbox`` without a host).
+
+    Sending raises ``smtplib.SMTPRecipientsRefused`` when the server refuses every
+    recipient of a message (the session stays usable), and other
+    ``smtplib.SMTPException`` or ``OSError`` when it fails.
+    """
+    if smtp.host is None:
+
+        def write(message: EmailMessage) -> None:
+            outbox.mkdir(parents=True, exist_ok=True)
+            name = str(message["Message-ID"]).strip("<>").replace("@", "_") + ".eml"
+            (outbox / name).write_bytes(bytes(message))
+
+        yield write
+        return
+    with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as client:
+        if smtp.use_tls:
+            client.starttls(context=ssl.create_default_context())
+        if smtp.username:
+            client.login(smtp.username, smtp.password or "")
+
+        def deliver(message: EmailMessage) -> None:
+            client.send_message(message)
+
+        yield deliver
+
+
 def send(smtp: SmtpSettings, outbox: Path, to: list[str], subject: str, body: str) -> str:
     """Deliver one mail and return its Message-ID.
 
@@ -29,16 +60,6 @@ def send(smtp: SmtpSettings, outbox: Path, to: list[str], subject: str, body: st
     unreachable; callers decide whether that is worth a retry.
     """
     message = build(smtp.sender, to, subject, body)
-    message_id = str(message["Message-ID"])
-    if smtp.host is None:
-        outbox.mkdir(parents=True, exist_ok=True)
-        name = message_id.strip("<>").replace("@", "_") + ".eml"
-        (outbox / name).write_bytes(bytes(message))
-        return message_id
-    with smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s) as client:
-        if smtp.use_tls:
-            client.starttls(context=ssl.create_default_context())
-        if smtp.username:
-            client.login(smtp.username, smtp.password or "")
-        client.send_message(message)
-    return message_id
+    with connection(smtp, outbox) as deliver:
+        deliver(message)
+    return str(message["Message-ID"])

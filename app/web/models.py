@@ -109,6 +109,9 @@ class Job(models.Model):
     due_at = models.DateTimeField(null=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+    progress = models.SmallIntegerField(null=True)
+    progress_message = models.TextField(null=True)
+    progress_at = models.DateTimeField(null=True)
 
     class Meta:
         managed = False

@@ -19,7 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from app.db import engine
 from app.errors import InvalidTransition, JobNameTaken, JobNotFound
 from app.jobs.models import ACTIVE_NAME_INDEX, WAITING_INDEX, Job, JobEvent, JobStatus
-from app.jobs.store.queries import JOB_STATUS, NOTE_EVENT, PURGE, UNFINISHED_STATES
+from app.jobs.store.queries import (
+    JOB_STATUS,
+    NOTE_EVENT,
+    PURGE,
+    SET_PROGRESS,
+    UNFINISHED_STATES,
+)
 
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 EVENTS: Table = JobEvent.__table__  # type: ignore[assignment]
@@ -180,6 +186,20 @@ class JobStore:
                 raise InvalidTransition(job_id, status, "deleted before it is cancelled")
             conn.execute(EVENTS.delete().where(EVENTS.c.job_id == _uuid(job_id)))
             conn.execute(JOBS.delete().where(JOBS.c.id == _uuid(job_id)))
+
+    def progress(self, job_id: uuid.UUID | str, percent: int, message: str | None) -> bool:
+        """Store a running job's progress; False if the job is not (or not yet) running."""
+        with self.db.begin() as conn:
+            found = conn.exec_driver_sql(
+                SET_PROGRESS,
+                {
+                    "id": _uuid(job_id),
+                    "progress": percent,
+                    "message": message,
+                    "running": JobStatus.RUNNING.value,
+                },
+            ).rowcount
+        return bool(found)
 
     def transition(
         self,

@@ -394,3 +394,12 @@ SELECT handler, queue, outcome,
 FROM ended
 GROUP BY 1, 2, 3, 4
 """
+
+# -- progress: what a running job says of itself (ConveyorTask.progress) -------------
+
+#: -- set_progress -- a running job's percentage and message; no row while it is not
+#: running (it finished, or its record has not landed yet).
+SET_PROGRESS = """
+UPDATE jobs SET progress = %(progress)s, progress_message = %(message)s, progress_at = now()
+WHERE id = %(id)s AND status = %(running)s
+"""

@@ -82,7 +82,7 @@ class JobAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     fieldsets = (
         (None, {"fields": ("id", "handler", "job_name", "queue", "status", "status_at")}),
-        ("Runs", {"fields": ("attempts", "deliveries", "worker", "schedule")}),
+        ("Runs", {"fields": ("attempts", "deliveries", "worker", "schedule", "progress_text")}),
         ("Times", {"fields": ("created_at", "enqueued_at", "due_at", "started_at", "finished_at")}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Error", {"fields": ("error", "traceback_text")}),
@@ -93,7 +93,8 @@ class JobAdmin(ReadOnlyAdmin):
     )
     readonly_fields = (
         "id", "handler", "job_name", "queue", "status", "status_at", "attempts", "deliveries",
-        "worker", "schedule", "created_at", "enqueued_at", "due_at", "started_at", "finished_at",
+        "worker", "schedule", "progress_text", "created_at", "enqueued_at", "due_at",
+        "started_at", "finished_at",
         "timeline", "error", "traceback_text", "payload_json", "metadata_json", "result_json",
     )  # fmt: skip
 
@@ -169,6 +170,20 @@ class JobAdmin(ReadOnlyAdmin):
             '<table class="timeline"><thead><tr><th>at</th><th>transition</th><th>attempt</th>'
             "<th>worker</th><th>detail</th></tr></thead><tbody>{}</tbody></table>",
             rows,
+        )
+
+    @label("progress")
+    def progress_text(self, obj: Any) -> str:
+        """What the job last said of itself while it ran: a bar, the percentage, the
+        message and when."""
+        if obj.progress is None:
+            return "-"
+        return html(
+            '<progress max="100" value="{}"></progress> {} % {} <span class="quiet">({})</span>',
+            obj.progress,
+            obj.progress,
+            obj.progress_message or "",
+            obj.progress_at.isoformat(timespec="seconds") if obj.progress_at else "",
         )
 
     @label("error")
