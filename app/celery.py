@@ -152,6 +152,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "worker_consumer": "app.jobs.worker:ConveyorConsumer",
+        # Where JobService keeps recurring jobs (by name: app.jobs never imports beat).
+        "conveyor_schedules": "beat.service:ScheduleService",
         # ConveyorTask's retry policy, read when the app binds each task
         # (app/jobs/task.py): a task's own value wins.
         "conveyor_task_max_retries": worker.max_retries,

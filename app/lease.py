@@ -9,7 +9,9 @@ stops acting. Every time is PostgreSQL's ``now()``: one clock, whatever the host
 The table ``conveyor_beat_lease`` (created by beat's Django migration, keyed by
 ``name``) holds every lease, not only beat's: beat's leader lease is the row
 ``beat``, each singleton service's is ``service:<name>``. ``name`` is at most 50
-characters and ``holder`` 200.
+characters and ``holder`` 200. A lease's ``epoch`` is when its current run of holders
+began: the first holder after the lease had been free for a while starts one, a
+handover keeps it (beat fires its run-on-startup schedules once per epoch).
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
 #: -- acquire_lease -- take the lease if it is free or expired, or keep it if it is ours;
 #: returns the holder after the statement (``:me`` when we hold it, nothing otherwise).
+#: A lease no one held for ``:gap`` seconds starts a new ``epoch``; a handover keeps it.
 ACQUIRE = text("""
-INSERT INTO conveyor_beat_lease AS l (name, holder, acquired_at, renewed_at, expires_at)
-VALUES (:name, :me, now(), now(), now() + make_interval(secs => :ttl))
+INSERT INTO conveyor_beat_lease AS l (name, holder, acquired_at, renewed_at, expires_at, epoch)
+VALUES (:name, :me, now(), now(), now() + make_interval(secs => :ttl), now())
 ON CONFLICT (name) DO UPDATE SET
     holder = EXCLUDED.holder,
     acquired_at = CASE WHEN l.holder = EXCLUDED.holder THEN l.acquired_at ELSE now() END,
     renewed_at = now(),
-    expires_at = EXCLUDED.expires_at
+    expires_at = EXCLUDED.expires_at,
+    epoch = CASE
+        WHEN l.holder <> EXCLUDED.holder AND l.expires_at < now() - make_interval(secs => :gap)
+        THEN now()
+        ELSE coalesce(l.epoch, now())
+    END
 WHERE l.holder = EXCLUDED.holder OR l.expires_at < now()
 RETURNING holder
 """)
@@ -42,6 +51,10 @@ WHERE name = :name AND holder = :me
 FENCE = text("""
 SELECT 1 FROM conveyor_beat_lease
 WHERE name = :name AND holder = :me AND expires_at > now() FOR SHARE
+""")
+#: -- lease_epoch -- when the current run of holders began, while the lease is ours.
+EPOCH = text("""
+SELECT epoch FROM conveyor_beat_lease WHERE name = :name AND holder = :me AND expires_at > now()
 """)
 #: -- lease_holders -- the live holder of every lease whose name starts with ``:prefix``.
 HOLDERS = text("""
@@ -72,15 +85,23 @@ def holders(conn: Connection, prefix: str) -> dict[str, str]:
 class Lease:
     """One process's side of the lease ``name``, in the caller's transactions."""
 
-    def __init__(self, name: str, me: str, ttl_s: float) -> None:
+    def __init__(self, name: str, me: str, ttl_s: float, gap_s: float | None = None) -> None:
         self.name = name
         self.me = me
         self.ttl_s = ttl_s
+        #: How long the lease must have been free for its next holder to start an epoch.
+        self.gap_s = 2 * ttl_s if gap_s is None else gap_s
 
     def acquire(self, conn: Connection) -> bool:
         """Take the lease if it is free or expired, or renew it if ours; True if now held."""
-        params = {"name": self.name, "me": self.me, "ttl": self.ttl_s}
+        params = {"name": self.name, "me": self.me, "ttl": self.ttl_s, "gap": self.gap_s}
         return bool(conn.execute(ACQUIRE, params).scalar() == self.me)
+
+    def epoch(self, conn: Connection) -> datetime | None:
+        """When the current run of holders began (the first to take the lease after it had
+        been free for ``gap_s``); None unless the lease is ours."""
+        value = conn.execute(EPOCH, {"name": self.name, "me": self.me}).scalar()
+        return value if isinstance(value, datetime) else None
 
     def holds(self, conn: Connection) -> bool:
         """True while the lease is ours; the row stays locked until ``conn`` commits."""

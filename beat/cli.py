@@ -41,6 +41,12 @@ def add_commands(sub: Any) -> None:
         action.add_argument("--overlap", choices=("skip", "queue_one", "allow"))
         action.add_argument("--catch-up-limit", type=int)
         action.add_argument("--description")
+        action.add_argument(
+            "--run-on-startup",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="also fire once when the cluster's beats start",
+        )
     schedules.set_defaults(func=cmd_schedules)
 
 
@@ -100,6 +106,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
                 "overlap": args.overlap,
                 "catch_up_limit": args.catch_up_limit,
                 "description": args.description,
+                "run_on_startup": args.run_on_startup,
             }
             if args.kwargs is not None:
                 kwargs = json.loads(args.kwargs)

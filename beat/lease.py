@@ -47,6 +47,11 @@ class LeaderLease:
         )
         return leader
 
+    def epoch(self, conn: Connection) -> datetime | None:
+        """When the cluster's current run of leaders began (:meth:`app.lease.Lease.epoch`):
+        the first leader after the lease had been free for two lease lifetimes."""
+        return self.lease.epoch(conn)
+
     def holds(self, conn: Connection) -> bool:
         """True while the lease is ours; the row stays locked until ``conn`` commits."""
         return self.lease.holds(conn)

@@ -56,6 +56,11 @@ class ScheduleOptions(models.Model):
     seen_expression = models.CharField(max_length=400, blank=True, default="")
     #: Why beat disabled this schedule, if it did.
     error = models.TextField(blank=True, default="")
+    #: The id ``JobService.enqueue`` returned for the recurring job this schedule is
+    #: (None for a schedule made otherwise); ``update_schedule`` and ``delete`` take it.
+    job_id = models.UUIDField(null=True, blank=True, unique=True)
+    #: Fire once when the cluster's beats start (a new leader epoch, see BeatLease).
+    run_on_startup = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         db_table = "conveyor_schedule"
@@ -94,6 +99,9 @@ class BeatLease(models.Model):
     acquired_at = models.DateTimeField()
     renewed_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    #: When the current run of holders began: a lease no one had held for a while is a
+    #: new epoch (the cluster started); a handover within it keeps the epoch.
+    epoch = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "conveyor_beat_lease"

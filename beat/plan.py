@@ -48,6 +48,8 @@ class Plan:
     #: Set when beat (re)started firing this plan: fires up to here came while beat
     #: was down or the schedule disabled, so they are misfires however recent.
     appeared_after: datetime | None = None
+    #: Fire once more when the cluster's beats start (once per leader epoch).
+    run_on_startup: bool = False
 
     def compute_next(self) -> None:
         """The first fire after the cursor (None: never again)."""

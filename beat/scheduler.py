@@ -67,6 +67,8 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
         self.failures = 0
         self.last_error = ""
         self.synced = False
+        #: Whether this leadership fired the run-on-startup schedules yet.
+        self.started_up = False
         super().__init__(*args, **kwargs)
         self.releaser = Releaser(self.app)
         self.firing = Firing(self.app, self.identity)
@@ -118,6 +120,9 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
                 self._reload()
                 self._promote_waiting()
                 self.next_reload = clock + self.conf.reload_interval_s
+            if not self.started_up:
+                self._fire_on_startup()
+                self.started_up = True
             wake = self._fire_due()
             if self.failures:
                 logger.warning("beat: recovered after %d failed passes", self.failures)
@@ -139,7 +144,7 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
             leader = self.lease.renew(conn, self.last_error)
         if leader and not self.leader:
             logger.info("beat: %s is the leader", self.identity)
-            self.next_reload, self.synced = 0.0, False
+            self.next_reload, self.synced, self.started_up = 0.0, False, False
         elif self.leader and not leader:
             logger.warning("beat: %s lost the lease; waiting", self.identity)
         self.leader = leader
@@ -206,6 +211,24 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
                 self._fire_plan(plan, now)
         upcoming = [p.next_fire for p in self.plans.values() if p.next_fire is not None]
         return min(upcoming) if upcoming else None
+
+    def _fire_on_startup(self) -> None:
+        """Fire each run-on-startup schedule once for the cluster's start: its fire time
+        is the lease's epoch, so a new leader within the same epoch (a handover) finds
+        the fire recorded and fires nothing."""
+        plans = [plan for plan in self.plans.values() if plan.run_on_startup]
+        if not plans:
+            return
+        created: list[uuid.UUID] = []
+        with engine().begin() as conn:
+            epoch = self.lease.epoch(conn)
+            if epoch is None or not self.lease.holds(conn):
+                return
+            for plan in plans:
+                if self.firing.fire(conn, plan, epoch, "run on startup", created):
+                    logger.info("beat: fired %r for the cluster's start", plan.name)
+        if created:
+            self._publish(created)
 
     def _fire_plan(self, plan: Plan, now: datetime) -> None:
         due = plan.due(now)

@@ -14,7 +14,8 @@ import functools
 import json
 import logging
 import os
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -144,8 +145,20 @@ class ScheduleService:
         actor: str = "operator",
         managed_by: str = "operator",
         synced_hash: str = "",
+        job_id: uuid.UUID | None = None,
+        run_on_startup: bool = False,
+        initial_delay_s: float | None = None,
     ) -> dict[str, Any]:
-        """Create a schedule; every field is checked before anything is stored."""
+        """Create a schedule; every field is checked before anything is stored.
+
+        ``job_id``: the id of the recurring job this schedule is (``JobService.enqueue``
+        with a cron expression), by which ``JobService`` finds it again.
+        ``run_on_startup``: also fire once when the cluster's beats start (once per
+        start of the cluster, not once per beat or per handover).
+        ``initial_delay_s``: fire no earlier than this long from now (django-celery-beat's
+        ``start_time``): the first fire is the schedule's first at or after it."""
+        if initial_delay_s is not None and not 0 <= initial_delay_s <= 366 * 86400:
+            raise InvalidScheduleField("initial_delay_s", "must be from 0 s to a year")
         if not name or not name.strip():
             raise InvalidScheduleField("name", "a schedule needs a name")
         tz = timezone or get_settings().timezone
@@ -160,6 +173,9 @@ class ScheduleService:
                     queue=queue or None,
                     enabled=enabled,
                     description=description,
+                    start_time=None
+                    if initial_delay_s is None
+                    else now + timedelta(seconds=initial_delay_s),
                 )
                 second = self._attach(periodic, parsed, tz, now)
                 periodic.save()
@@ -175,6 +191,8 @@ class ScheduleService:
                     edited_at=now,
                     cursor=now,
                     seen_expression=f"{expression_of_task(periodic, second)}|{tz}",
+                    job_id=job_id,
+                    run_on_startup=run_on_startup,
                 )
         except (IntegrityError, ValidationError) as exc:
             if self.models.PeriodicTask.objects.filter(name=name).exists():
@@ -184,10 +202,11 @@ class ScheduleService:
 
     def update(self, name: str, *, actor: str = "operator", **changes: Any) -> dict[str, Any]:
         """Change some fields (cron, timezone, kwargs, queue, enabled, misfire, overlap,
-        catch_up_limit, description, task); all are checked before anything is stored."""
+        catch_up_limit, description, task, run_on_startup); all are checked before anything
+        is stored."""
         known = {
             "cron", "timezone", "kwargs", "queue", "enabled", "misfire", "overlap",
-            "catch_up_limit", "description", "task",
+            "catch_up_limit", "description", "task", "run_on_startup",
         }  # fmt: skip
         unknown = set(changes) - known
         if unknown:
@@ -225,11 +244,21 @@ class ScheduleService:
             options.misfire_policy = merged["misfire"]
             options.overlap_policy = merged["overlap"]
             options.catch_up_limit = merged["catch_up_limit"]
+            options.run_on_startup = bool(merged["run_on_startup"])
             options.edited_by, options.edited_at = actor, now
             if changes.get("enabled"):
                 options.error = ""
             options.save()
         return self._describe(self._task(name))
+
+    def name_of(self, job_id: uuid.UUID | str) -> str | None:
+        """The name of the schedule that is the recurring job ``job_id``, if one is."""
+        try:
+            wanted = uuid.UUID(str(job_id))
+        except ValueError:
+            return None
+        options = self.models.ScheduleOptions.objects.filter(job_id=wanted).first()
+        return None if options is None else str(options.periodic_task.name)
 
     def enable(self, name: str, actor: str = "operator") -> dict[str, Any]:
         """Enable a schedule (missed fires follow its misfire policy)."""
@@ -459,6 +488,9 @@ class ScheduleService:
             "error": options.error if options else "",
             "last_run_at": task.last_run_at,
             "total_run_count": task.total_run_count,
+            "job_id": options.job_id if options else None,
+            "run_on_startup": options.run_on_startup if options else False,
+            "start_time": task.start_time,
         }
 
     @staticmethod

@@ -29,7 +29,8 @@ SELECT t.id, t.name, t.task, t.args, t.kwargs, t.queue, t.priority, t.one_off, t
        c.minute, c.hour, c.day_of_month, c.month_of_year, c.day_of_week, c.timezone AS crontab_tz,
        i.every, i.period, k.clocked_time,
        o.periodic_task_id IS NOT NULL AS has_options, o.second, o.misfire_policy,
-       o.catch_up_limit, o.overlap_policy, o.cursor, o.seen_expression
+       o.catch_up_limit, o.overlap_policy, o.cursor, o.seen_expression,
+       coalesce(o.run_on_startup, false) AS run_on_startup
 FROM django_celery_beat_periodictask t
 LEFT JOIN django_celery_beat_crontabschedule c ON c.id = t.crontab_id
 LEFT JOIN django_celery_beat_intervalschedule i ON i.id = t.interval_id
@@ -143,6 +144,7 @@ def build_plan(row: Any, cursor: datetime) -> Plan:
         expires=row["expires"],
         cursor=cursor,
         at=at,
+        run_on_startup=bool(row["run_on_startup"]),
     )
     plan.compute_next()
     return plan

@@ -41,7 +41,9 @@ def add_commands(sub: Any) -> None:
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument("--at", help="ISO 8601 time with a zone, e.g. 2026-12-01T06:00:00+01:00")
     when.add_argument("--in", dest="delay", help="a delay such as 90s, 15m, 2h or 1d")
-    when.add_argument("--cron", help="run once at the next fire time, e.g. '0 6 * * MON-FRI'")
+    when.add_argument(
+        "--cron", help="a recurring job (needs --name), e.g. '0 6 * * MON-FRI' or '@every 5m'"
+    )
     enqueue.add_argument("--name", dest="job_name")
     enqueue.add_argument("--idempotency-key")
     enqueue.set_defaults(func=cmd_enqueue)

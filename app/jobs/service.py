@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from celery.utils.imports import symbol_by_name
 from kombu.utils import json as kombu_json
 from pydantic import ValidationError
 from sqlalchemy import Connection
@@ -20,7 +21,9 @@ from app.errors import (
     GateUnavailable,
     InvalidPayload,
     InvalidSchedule,
+    JobNotFound,
     PayloadTooLarge,
+    ScheduleNotFound,
     UnknownHandler,
 )
 from app.jobs.gate import gate
@@ -40,11 +43,27 @@ REQUEUEABLE = {JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED}
 
 
 class JobService:
-    """Enqueue, inspect, cancel and requeue jobs; every job is in the ledger first."""
+    """Enqueue, inspect, cancel and requeue jobs; every job is in the ledger first.
 
-    def __init__(self, celery_app: Any = None, store: JobStore | None = None) -> None:
+    A *recurring* job (``enqueue`` with a cron expression or ``@every``) is a schedule
+    under its job name, which beat fires like any other; the schedules belong to the
+    service the app's ``conveyor_schedules`` names (beat's ``ScheduleService``): this
+    layer knows it by name, as it knows tasks.
+    """
+
+    def __init__(
+        self, celery_app: Any = None, store: JobStore | None = None, schedules: Any = None
+    ) -> None:
         self.app = celery_app or default_app
         self.store = store or JobStore()
+        self._schedules = schedules
+
+    @property
+    def schedules(self) -> Any:
+        """The schedule service recurring jobs are kept by."""
+        if self._schedules is None:
+            self._schedules = symbol_by_name(self.app.conf.conveyor_schedules)()
+        return self._schedules
 
     def handlers(self) -> dict[str, Any]:
         """Registered handlers by name (Celery's own tasks left out)."""
@@ -89,14 +108,17 @@ class JobService:
     ) -> uuid.UUID:
         """Record and publish a job; an existing key or active name returns that job instead.
 
-        ``schedule``: None or ``"@once"`` (now), a datetime, a timedelta from now, or a
-        cron expression: this job runs once, at the expression's next fire time in the
-        ``timezone`` setting (DST rule of :mod:`app.schedule`). Recurring runs are schedules
-        (:class:`beat.service.ScheduleService`), each fire of which is a job.
+        ``schedule``: None or ``"@once"`` (now), a datetime, or a timedelta from now: the
+        job runs once. A cron expression (``"*/15 * * * *"``, ``"@daily"``, in the
+        ``timezone`` setting) or an interval (``"@every 30s"``) makes a *recurring* job:
+        a schedule named ``job_name`` (required), each fire of which is a job of its own;
+        its id is returned, and :meth:`update_schedule` and :meth:`delete` take it.
         With ``connection`` the job joins the caller's transaction: it is published
         (by the releaser, within a second) if and only if that transaction commits.
         """
         payload = self.validate(handler, payload)
+        if isinstance(schedule, str) and schedule.strip() != "@once":
+            return self._recurring(handler, payload, job_name, schedule, queue, connection)
         due = self.due(schedule)
         queue = queue or self.app.amqp.router.route({}, handler)["queue"].name
         now = datetime.now(UTC)
@@ -124,6 +146,40 @@ class JobService:
         if created and not held:
             self._publish(job_id, handler, [], payload, queue, eta=due if due > now else None)
         return job_id
+
+    def _recurring(
+        self,
+        handler: str,
+        payload: dict[str, Any],
+        job_name: str | None,
+        expression: str,
+        queue: str | None,
+        connection: Connection | None,
+    ) -> uuid.UUID:
+        """A schedule named ``job_name`` firing ``handler``; an existing one made by this
+        method under that name, for the same handler, is returned instead."""
+        self.due(expression)  # InvalidSchedule naming what is wrong with the expression
+        if not job_name:
+            raise InvalidSchedule(expression, "a recurring job needs a job_name: its schedule's")
+        if connection is not None:
+            raise InvalidSchedule(expression, "a recurring job cannot join a transaction")
+        schedules = self.schedules
+        try:
+            existing = schedules.get(job_name)
+        except ScheduleNotFound:
+            existing = None
+        if existing is not None and existing.get("job_id") and existing["task"] == handler:
+            return uuid.UUID(str(existing["job_id"]))
+        job_id = uuid.uuid4()
+        schedules.create(
+            job_name, handler, expression, kwargs=payload, queue=queue, job_id=job_id, actor="code"
+        )
+        return job_id
+
+    def recurring(self, job_id: uuid.UUID | str) -> dict[str, Any] | None:
+        """The schedule that is the recurring job ``job_id``, or None if it is none."""
+        name = self.schedules.name_of(job_id)
+        return None if name is None else dict(self.schedules.get(name))
 
     @staticmethod
     def due(schedule: Schedule) -> datetime:
@@ -241,9 +297,22 @@ class JobService:
                     break
         return found[:limit]
 
-    def active(self) -> builtins.list[dict[str, Any]]:
-        """Jobs running now."""
-        return self.list(status=JobStatus.RUNNING, limit=1000)[0]
+    def active(self, limit: int = 1000) -> builtins.list[dict[str, Any]]:
+        """Jobs not finished yet, as the job module means it: scheduled, queued, retrying
+        and running, soonest first (by due time, then creation)."""
+        found: builtins.list[dict[str, Any]] = []
+        for status in (
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.RETRYING,
+            JobStatus.SCHEDULED,
+        ):
+            found.extend(self.list(status=status, limit=limit)[0])
+        epoch = datetime.min.replace(tzinfo=UTC)
+        found.sort(
+            key=lambda job: (job.get("due_at") or job["created_at"] or epoch, job["created_at"])
+        )
+        return found[:limit]
 
     def failed(self) -> builtins.list[dict[str, Any]]:
         """Jobs that failed for good or wait in the dead-letter queue."""
@@ -280,23 +349,42 @@ class JobService:
             raise GateUnavailable(action, job_id, mask_url(gate.url), exc) from exc
 
     def update_schedule(self, job_id: uuid.UUID | str, schedule: Schedule) -> datetime:
-        """Move a job that waits in PostgreSQL to a new due time; return it."""
+        """Move a job that waits in PostgreSQL to a new due time, or give a recurring job
+        a new cron expression (beat follows within its reload interval); return the next
+        due time."""
         due = self.due(schedule)
-        self.store.transition(
-            job_id,
-            {JobStatus.SCHEDULED},
-            JobStatus.SCHEDULED,
-            "rescheduled",
-            f"rescheduled to {due.isoformat()}",
-            due_at=due,
-            release_at=due,
-            schedule=None if schedule is None else str(schedule),
-        )
+        try:
+            self.store.transition(
+                job_id,
+                {JobStatus.SCHEDULED},
+                JobStatus.SCHEDULED,
+                "rescheduled",
+                f"rescheduled to {due.isoformat()}",
+                due_at=due,
+                release_at=due,
+                schedule=None if schedule is None else str(schedule),
+            )
+        except JobNotFound:
+            name = self.schedules.name_of(job_id)
+            if name is None:
+                raise
+            if not isinstance(schedule, str) or schedule.strip() == "@once":
+                raise InvalidSchedule(
+                    schedule, "a recurring job's schedule is a cron expression or @every"
+                ) from None
+            self.schedules.update(name, cron=schedule, actor="code")
         return due
 
     def delete(self, job_id: uuid.UUID | str) -> None:
-        """Remove a finished job and its history (an unfinished one must be cancelled first)."""
-        self._remove(job_id, set(FINISHED))
+        """Remove a finished job and its history (an unfinished one must be cancelled
+        first), or a recurring job's schedule (the jobs it fired stay)."""
+        try:
+            self._remove(job_id, set(FINISHED))
+        except JobNotFound:
+            name = self.schedules.name_of(job_id)
+            if name is None:
+                raise
+            self.schedules.delete(name, actor="code")
 
     def purge(self, job_id: uuid.UUID | str) -> None:
         """Remove a dead job and its history from the dead-letter queue, for good.

@@ -114,6 +114,12 @@ def enqueue(request: HttpRequest, body: JobIn) -> tuple[int, dict[str, Any]]:
             metadata=body.metadata,
             idempotency_key=body.idempotency_key,
         )
+    recurring = service.recurring(job_id) if isinstance(schedule, str) else None
+    if recurring is not None:  # a cron expression: the job is a schedule, fired by beat
+        due = service.due(recurring["cron"]) if recurring["cron"].strip() != "@once" else None
+        made = {key: recurring[key] for key in ("name", "task", "cron", "timezone")}
+        audit.record(request, "job.enqueue", f"job:{job_id}", None, {"recurring": made})
+        return 201, {"id": job_id, "status": "recurring", "due_at": due}
     job = service.get(job_id)
     audit.record(request, "job.enqueue", f"job:{job_id}", None, _snapshot(job))
     return 201, {"id": job_id, "status": job["status"], "due_at": job["due_at"]}

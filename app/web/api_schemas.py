@@ -104,8 +104,9 @@ def errors(*statuses: int) -> dict[int, type[ErrorOut]]:
 
 SCHEDULE_HELP = (
     "When to run: omitted or '@once' now; a delay such as '90s', '15m', '2h', '1d'; "
-    "an ISO 8601 time with a zone ('2026-12-01T06:00:00+01:00'); or a cron expression, "
-    "run once at its next fire time ('0 6 * * MON-FRI')."
+    "an ISO 8601 time with a zone ('2026-12-01T06:00:00+01:00'); or a cron expression "
+    "('0 6 * * MON-FRI', '@daily') or '@every 30s': a recurring job, a schedule named "
+    "job_name (required) that beat fires, edited under /schedules."
 )
 
 
@@ -160,6 +161,10 @@ class JobOut(Schema):
     due_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    #: A running job's own report of how far it is (0-100), what it does, and when.
+    progress: int | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
 
 
 class EventOut(Schema):

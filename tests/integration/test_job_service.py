@@ -59,14 +59,43 @@ def test_a_schedule_it_cannot_honour_is_refused_naming_it(schedule: object, reas
     assert service.list(limit=1000)[0] == before, "nothing was recorded"
 
 
-def test_a_cron_schedule_runs_the_job_once_at_its_next_fire_time() -> None:
+def test_a_cron_schedule_makes_a_recurring_job_that_update_and_delete_take_by_its_id() -> None:
     service = JobService()
-    job_id = service.enqueue("demo.ping", {"message": "cron"}, schedule="0 6 * * MON-FRI")
-    job = service.get(job_id)
-    expected = next_fire_times("0 6 * * MON-FRI", get_settings().timezone, 1)[0]
-    assert job["status"] == "scheduled" and job["schedule"] == "0 6 * * MON-FRI"
-    assert job["due_at"] == expected and job["release_at"] == expected
-    service.cancel(job_id)
+    name = f"digest-{uuid.uuid4().hex[:8]}"
+    job_id = service.enqueue("demo.ping", {"message": "cron"}, job_name=name, schedule="0 6 * * *")
+    recurring = service.recurring(job_id)
+    assert recurring is not None
+    assert (recurring["name"], recurring["task"], recurring["cron"]) == (
+        name,
+        "demo.ping",
+        "0 6 * * *",
+    )
+    assert recurring["kwargs"] == {"message": "cron"}
+    assert service.enqueue("demo.ping", {}, job_name=name, schedule="0 6 * * *") == job_id, (
+        "the same name again is the same recurring job"
+    )
+    with pytest.raises(JobNotFound):
+        service.get(job_id)  # no run yet: the job is its schedule
+
+    due = service.update_schedule(job_id, "*/30 * * * *")
+    assert due == next_fire_times("*/30 * * * *", get_settings().timezone, 1)[0]
+    assert service.recurring(job_id)["cron"] == "*/30 * * * *"  # type: ignore[index]
+    with pytest.raises(InvalidSchedule, match="cron expression"):
+        service.update_schedule(job_id, timedelta(minutes=5))
+
+    service.delete(job_id)
+    assert service.recurring(job_id) is None
+    with pytest.raises(JobNotFound):
+        service.delete(job_id)
+
+
+def test_a_recurring_job_needs_a_name_and_a_valid_expression() -> None:
+    service = JobService()
+    with pytest.raises(InvalidSchedule, match="needs a job_name"):
+        service.enqueue("demo.ping", {}, schedule="0 6 * * *")
+    with pytest.raises(InvalidSchedule):
+        service.enqueue("demo.ping", {}, job_name="bad-cron", schedule="61 * * * *")
+    assert service.recurring(uuid.uuid4()) is None
 
 
 def test_a_requeue_into_a_name_another_unfinished_job_holds_is_refused_naming_it() -> None:
@@ -107,3 +136,15 @@ def test_a_requeue_of_a_waiting_run_while_another_waits_for_its_name_is_refused(
         service.requeue(first)
     assert service.get(first)["status"] == "cancelled"
     service.cancel(second)
+
+
+def test_active_lists_unfinished_jobs_soonest_first_and_no_finished_one() -> None:
+    service = JobService()
+    later = service.enqueue("demo.ping", {}, schedule=timedelta(hours=2))
+    sooner = service.enqueue("demo.ping", {}, schedule=timedelta(minutes=10))
+    done = service.enqueue("demo.ping", {}, schedule=timedelta(hours=1))
+    service.cancel(done)
+    ours = [job["id"] for job in service.active() if job["id"] in {later, sooner, done}]
+    assert ours == [sooner, later]
+    for job_id in (later, sooner):
+        service.cancel(job_id)
