@@ -26,6 +26,10 @@ TASK_MODULES = (
     "tasks.maintenance",
     "tasks.statistics",
     "tasks.storage",
+    "tasks.cleanup",
+    "tasks.exports",
+    "tasks.catalog_reports",
+    "tasks.catalog",
     "app.web.housekeeping",
 )
 
@@ -38,6 +42,7 @@ ROUTES: dict[str, str] = {
     "maintenance.*": "background",
     "statistics.*": "background",
     "storage.*": "background",
+    "catalog.*": "background",
 }
 
 #: RabbitMQ message priorities run 0..MAX_PRIORITY within a queue.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from config.settings import get_settings, mask_url
 PROCESSES = ("worker", "beat", "services", "flower", "web")
 #: The sample catalog a first start seeds, so that a newcomer has data to work on.
 CATALOG_SEED = ("catalog", "seed", "--if-empty", "--products", "500")
+#: Services modules ``run`` adds to the settings' own: the sample catalog's services.
+SAMPLE_SERVICES = ("app.services.catalog",)
 
 
 def run() -> int:
@@ -42,6 +45,8 @@ def run() -> int:
     code = 0
     try:
         env = {**os.environ, **servers.start()}
+        modules = [*settings.services.modules, *SAMPLE_SERVICES]
+        env["CONVEYOR_SERVICES__MODULES"] = json.dumps(list(dict.fromkeys(modules)))
         broker = env.get("CONVEYOR_BROKER__URL", settings.broker_url)
         database = env.get("CONVEYOR_DATABASE__URL", settings.database_url)
         subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True)

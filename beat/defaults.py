@@ -75,4 +75,74 @@ DEFAULT_SCHEDULES: tuple[Recurring, ...] = (
         kwargs={"hours": 24},
         description="Outcomes, durations and top failures of the last day.",
     ),
+    # The services framework's jobs and the worker-service template's cleanup (issue 14),
+    # at the framework's times in UTC (tasks.cleanup, tasks.catalog_reports).
+    Recurring(
+        name="catalog-retention",
+        task="maintenance.purge_catalog",
+        cron="0 2 * * *",
+        timezone="UTC",
+        description="Delete catalog audit entries past 90 days, soft-deleted products past 30.",
+    ),
+    Recurring(
+        name="catalog-daily-sales-report",
+        task="reports.catalog_daily",
+        cron="0 6 * * *",
+        timezone="UTC",
+        description="Yesterday's sales, mailed as HTML with every product sold as CSV.",
+    ),
+    Recurring(
+        name="catalog-weekly-inactive-cleanup",
+        task="maintenance.cleanup_inactive_products",
+        cron="0 3 * * SUN",
+        timezone="UTC",
+        kwargs={"inactive_days": 90, "batch_size": 100, "dry_run": False},
+        description="Delete products unchanged for 90 days that no order names, 100 a batch.",
+    ),
+    Recurring(
+        name="catalog-monthly-sales-report",
+        task="reports.catalog_monthly",
+        cron="0 0 1 * *",
+        timezone="UTC",
+        description="Last month's sales, mailed as HTML with every product sold as CSV.",
+    ),
+    # The sample catalog's jobs (tasks.catalog), at the times its specification gives in
+    # UTC whatever ``timezone`` says; names without spaces, for POST /triggers/<name>.
+    Recurring(
+        name="catalog-daily-analytics",
+        task="catalog.daily_analytics",
+        cron="0 2 * * *",
+        timezone="UTC",
+        description="Yesterday's sales per day, top products and revenue by category, "
+        "cached in Redis for 24 h.",
+    ),
+    Recurring(
+        name="catalog-cache-cleanup",
+        task="catalog.cleanup_cache",
+        cron="0 */6 * * *",
+        timezone="UTC",
+        description="Delete the catalog's cache keys without a TTL and stale analytics.",
+    ),
+    Recurring(
+        name="catalog-popularity",
+        task="catalog.update_popularity",
+        cron="0 */12 * * *",
+        timezone="UTC",
+        description="Score products from their sales and stock; top scores in Redis for 12 h.",
+    ),
+    Recurring(
+        name="catalog-inventory-report",
+        task="catalog.inventory_report",
+        cron="0 8 * * MON",
+        timezone="UTC",
+        description="The weekly inventory report, a CSV kept 30 days in file storage.",
+    ),
+    Recurring(
+        name="catalog-monthly-cleanup",
+        task="catalog.monthly_cleanup",
+        cron="0 3 1 * *",
+        timezone="UTC",
+        description="Delete catalog audit entries, cancelled orders and soft-deleted "
+        "products older than catalog.retention_days (90).",
+    ),
 )

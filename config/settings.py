@@ -176,6 +176,24 @@ class WebSettings(BaseModel):
     #: Seconds of recent work ``/metrics`` reports per task: ``conveyor_task_runs`` and
     #: ``conveyor_task_duration_seconds`` cover the attempts that ended this long ago or less.
     metrics_window_s: int = Field(default=300, ge=60, le=3600)
+    #: The address users reach the web process at (e.g. ``https://jobs.example.com``),
+    #: put before the download links that emails carry; None: ``http://<host>:<port>``.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"public URL {value!r} is not an http(s) address")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """Where a link to the web process starts: ``public_url``, else host and port."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
 
 class LogFormat(StrEnum):
@@ -383,6 +401,43 @@ class AlertSettings(BaseModel):
         return value
 
 
+class CatalogSettings(BaseModel):
+    """The sample catalog's recurring jobs (``tasks.catalog``) and services
+    (``app.services.catalog``): stock thresholds and how long its data is kept."""
+
+    #: A live product with at most this many in stock (and more than 0) raises a
+    #: ``critical`` stock alert; 0 in stock is always critical (out of stock).
+    critical_stock: int = Field(default=5, ge=0)
+    #: A live product with at most this many in stock (and more than ``critical_stock``)
+    #: raises a ``warning`` stock alert.
+    low_stock: int = Field(default=10, ge=0)
+    #: Days after which the monthly cleanup deletes catalog audit entries, cancelled
+    #: orders and soft-deleted products (those no order line refers to).
+    retention_days: int = Field(default=90, ge=1)
+    #: Products cached as the popular ones by the cache warmer.
+    popular_limit: int = Field(default=50, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _low_above_critical(self) -> Self:
+        if self.low_stock < self.critical_stock:
+            raise ValueError(
+                f"catalog.low_stock={self.low_stock} must not be below "
+                f"catalog.critical_stock={self.critical_stock}"
+            )
+        return self
+
+
+class ReportSettings(BaseModel):
+    """The catalog's sales reports (``reports.catalog_daily``, ``reports.catalog_monthly``)
+    and data exports (``reports.export``)."""
+
+    #: Addresses the daily and monthly sales reports are mailed to, through ``smtp`` (a
+    #: JSON list); empty: the reports are built and returned, and mailed to nobody.
+    email_to: list[EmailAddress] = Field(default=[], max_length=100)
+    #: Seconds the download link in an export's email stays valid.
+    export_link_lifetime_s: int = Field(default=7 * 86400, ge=60)
+
+
 class EmbeddedSettings(BaseModel):
     """The servers Conveyor runs itself when no URL is given."""
 
@@ -452,6 +507,8 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     monitors: MonitorSettings = MonitorSettings()
     storage: StorageSettings = StorageSettings()
+    reports: ReportSettings = ReportSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @model_validator(mode="after")
     def _limits_fit_visibility_timeout(self) -> Self:

@@ -13,7 +13,7 @@ Migrations aside (``0010_catalog``), no other module writes SQL on these tables.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -346,3 +346,365 @@ def search(conn: Connection, q: str, limit: int) -> list[dict[str, Any]]:
 def indexed(conn: Connection, product_ids: Sequence[int]) -> set[int]:
     """Which of ``product_ids`` the search index has a document for."""
     return {int(i) for i in conn.execute(INDEXED, {"ids": list(product_ids)}).scalars()}
+
+
+# -- cleanup, exports and reports (tasks/cleanup.py, tasks/exports.py, tasks/catalog_reports.py)
+
+#: The condition of a product the cleanup may delete: changed last before ``:cutoff``
+#: (a soft delete stamps ``updated_at`` too) and on no order line, which keeps it.
+_INACTIVE = """
+p.updated_at < :cutoff
+AND NOT EXISTS (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id)
+"""
+#: -- count_inactive_products --: products past ``:cutoff``: deletable ones (live and
+#: soft-deleted apart), and those kept because an order line names them.
+COUNT_INACTIVE = text("""
+SELECT count(*) FILTER (WHERE NOT referenced AND deleted_at IS NULL) AS live,
+       count(*) FILTER (WHERE NOT referenced AND deleted_at IS NOT NULL) AS soft_deleted,
+       count(*) FILTER (WHERE referenced) AS referenced
+FROM (SELECT p.deleted_at,
+             EXISTS (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id) AS referenced
+      FROM catalog_products p WHERE p.updated_at < :cutoff) AS stale
+""")
+#: -- delete_inactive_products --: up to ``:limit`` inactive products, lowest ids first
+#: (their stock and search document go by cascade); rows another transaction holds are
+#: left for the next batch. Returns how many went, live and soft-deleted apart.
+DELETE_INACTIVE = text(f"""
+WITH doomed AS (
+    SELECT p.id FROM catalog_products p WHERE {_INACTIVE}
+    ORDER BY p.id LIMIT :limit FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM catalog_products p USING doomed d WHERE p.id = d.id RETURNING p.deleted_at
+)
+SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS live,
+       count(*) FILTER (WHERE deleted_at IS NOT NULL) AS soft_deleted
+FROM gone
+""")
+#: -- purge_soft_deleted_products --: up to ``:limit`` products soft-deleted before
+#: ``:cutoff`` and on no order line.
+PURGE_SOFT_DELETED = text("""
+WITH doomed AS (
+    SELECT p.id FROM catalog_products p
+    WHERE p.deleted_at < :cutoff
+      AND NOT EXISTS (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id)
+    ORDER BY p.id LIMIT :limit FOR UPDATE SKIP LOCKED
+)
+DELETE FROM catalog_products p USING doomed d WHERE p.id = d.id
+""")
+#: -- purge_audit_log --: up to ``:limit`` audit entries written before ``:cutoff``.
+PURGE_AUDIT = text("""
+DELETE FROM catalog_audit_log
+WHERE id IN (SELECT id FROM catalog_audit_log WHERE at < :cutoff ORDER BY id LIMIT :limit)
+""")
+#: The filters both export statements take: NULL leaves a filter out.
+_PRODUCT_FILTER = """
+WHERE (CAST(:category_id AS bigint) IS NULL OR p.category_id = CAST(:category_id AS bigint))
+  AND (CAST(:updated_since AS timestamptz) IS NULL
+       OR p.updated_at >= CAST(:updated_since AS timestamptz))
+  AND (CAST(:include_deleted AS boolean) OR p.deleted_at IS NULL)
+"""
+_ORDER_FILTER = """
+WHERE (CAST(:status AS text) IS NULL OR o.status = CAST(:status AS text))
+  AND (CAST(:customer_id AS bigint) IS NULL OR o.customer_id = CAST(:customer_id AS bigint))
+  AND (CAST(:created_since AS timestamptz) IS NULL
+       OR o.created_at >= CAST(:created_since AS timestamptz))
+  AND (CAST(:created_before AS timestamptz) IS NULL
+       OR o.created_at < CAST(:created_before AS timestamptz))
+"""
+#: -- export_products --: the products an export's filters select, by id.
+EXPORT_PRODUCTS = text(f"""
+SELECT p.id, p.category_id, c.name AS category, p.name, p.description, p.price,
+       p.popularity_score, i.quantity, p.created_at, p.updated_at, p.deleted_at
+FROM catalog_products p
+JOIN catalog_categories c ON c.id = p.category_id
+LEFT JOIN catalog_inventory i ON i.product_id = p.id
+{_PRODUCT_FILTER}
+ORDER BY p.id
+""")
+#: -- count_export_products --: how many rows ``export_products`` gives.
+COUNT_EXPORT_PRODUCTS = text(f"SELECT count(*) FROM catalog_products p {_PRODUCT_FILTER}")
+#: -- export_orders --: the orders an export's filters select, by id, with their customer.
+EXPORT_ORDERS = text(f"""
+SELECT o.id, o.customer_id, cu.email AS customer_email, o.status, o.total,
+       (SELECT count(*) FROM catalog_order_lines l WHERE l.order_id = o.id) AS lines,
+       o.created_at
+FROM catalog_orders o
+JOIN catalog_customers cu ON cu.id = o.customer_id
+{_ORDER_FILTER}
+ORDER BY o.id
+""")
+#: -- count_export_orders --: how many rows ``export_orders`` gives.
+COUNT_EXPORT_ORDERS = text(f"SELECT count(*) FROM catalog_orders o {_ORDER_FILTER}")
+#: -- report_orders_by_status --: orders placed in [``:start``, ``:end``) per status.
+REPORT_BY_STATUS = text("""
+SELECT status, count(*) AS orders, coalesce(sum(total), 0) AS total
+FROM catalog_orders WHERE created_at >= :start AND created_at < :end
+GROUP BY status ORDER BY status
+""")
+#: -- report_products_sold --: what each product sold in orders placed in
+#: [``:start``, ``:end``), cancelled ones left out; best revenue first.
+REPORT_PRODUCTS_SOLD = text("""
+SELECT l.product_id, p.name, sum(l.quantity) AS quantity,
+       sum(l.quantity * l.unit_price) AS revenue
+FROM catalog_order_lines l
+JOIN catalog_orders o ON o.id = l.order_id
+JOIN catalog_products p ON p.id = l.product_id
+WHERE o.created_at >= :start AND o.created_at < :end AND o.status <> 'cancelled'
+GROUP BY l.product_id, p.name
+ORDER BY revenue DESC, l.product_id
+""")
+#: Statement pairs (rows, count) of each export kind.
+EXPORTS = {
+    "products": (EXPORT_PRODUCTS, COUNT_EXPORT_PRODUCTS),
+    "orders": (EXPORT_ORDERS, COUNT_EXPORT_ORDERS),
+}
+
+
+def count_inactive(conn: Connection, cutoff: datetime) -> dict[str, int]:
+    """Products changed last before ``cutoff``: ``live`` and ``soft_deleted`` ones the
+    cleanup would delete, and ``referenced`` ones it keeps (an order line names them)."""
+    row = conn.execute(COUNT_INACTIVE, {"cutoff": cutoff}).mappings().one()
+    return {key: int(value) for key, value in row.items()}
+
+
+def delete_inactive(conn: Connection, cutoff: datetime, limit: int) -> dict[str, int]:
+    """Delete up to ``limit`` inactive products (see :func:`count_inactive`); how many
+    ``live`` and ``soft_deleted`` ones went."""
+    row = conn.execute(DELETE_INACTIVE, {"cutoff": cutoff, "limit": limit}).mappings().one()
+    return {key: int(value) for key, value in row.items()}
+
+
+def purge_soft_deleted(conn: Connection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` products soft-deleted before ``cutoff`` (on no order line)."""
+    return conn.execute(PURGE_SOFT_DELETED, {"cutoff": cutoff, "limit": limit}).rowcount
+
+
+def purge_audit(conn: Connection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` audit entries written before ``cutoff``."""
+    return conn.execute(PURGE_AUDIT, {"cutoff": cutoff, "limit": limit}).rowcount
+
+
+def export_count(conn: Connection, kind: str, filters: Mapping[str, Any]) -> int:
+    """How many rows the export of ``kind`` (a key of :data:`EXPORTS`) gives."""
+    return int(conn.execute(EXPORTS[kind][1], dict(filters)).scalar_one())
+
+
+def export_rows(
+    conn: Connection, kind: str, filters: Mapping[str, Any], chunk_rows: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The export's rows, ``chunk_rows`` at a time, through a server-side cursor: memory
+    holds one chunk, whatever the result's size. ``conn`` must stay in its transaction."""
+    streamed = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+    result = streamed.execute(EXPORTS[kind][0], dict(filters)).mappings()
+    for chunk in result.partitions(chunk_rows):
+        yield [dict(row) for row in chunk]
+
+
+def report_by_status(conn: Connection, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Orders placed in [``start``, ``end``) per status: status, orders, total."""
+    params = {"start": start, "end": end}
+    return [dict(row) for row in conn.execute(REPORT_BY_STATUS, params).mappings()]
+
+
+def report_products_sold(conn: Connection, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per product sold in [``start``, ``end``): product_id, name, quantity, revenue."""
+    params = {"start": start, "end": end}
+    return [dict(row) for row in conn.execute(REPORT_PRODUCTS_SOLD, params).mappings()]
+
+
+# -- The recurring jobs' statements (tasks.catalog, app.services.catalog) --------------
+
+#: -- popular_products --: the ``:limit`` most popular live products, with their stock.
+POPULAR_PRODUCTS = text("""
+SELECT p.id, p.name, c.name AS category, p.price, p.popularity_score,
+       coalesce(i.quantity, 0) AS quantity
+FROM catalog_products p
+JOIN catalog_categories c ON c.id = p.category_id
+LEFT JOIN catalog_inventory i ON i.product_id = p.id
+WHERE p.deleted_at IS NULL
+ORDER BY p.popularity_score DESC, p.id
+LIMIT :limit
+""")
+#: -- category_tree --: every category with its parent and its live products.
+CATEGORY_TREE = text("""
+SELECT c.id, c.parent_id, c.name, c.slug, count(p.id) AS products
+FROM catalog_categories c
+LEFT JOIN catalog_products p ON p.category_id = c.id AND p.deleted_at IS NULL
+GROUP BY c.id
+ORDER BY c.slug
+""")
+#: -- stock_counts --: live products in stock, out of stock, at most ``:low`` and at
+#: most ``:critical`` (and more than 0).
+STOCK_COUNTS = text("""
+SELECT count(*) AS products,
+       count(*) FILTER (WHERE coalesce(i.quantity, 0) > 0) AS in_stock,
+       count(*) FILTER (WHERE coalesce(i.quantity, 0) = 0) AS out_of_stock,
+       count(*) FILTER (WHERE coalesce(i.quantity, 0) BETWEEN 1 AND :critical) AS critical,
+       count(*) FILTER (WHERE coalesce(i.quantity, 0) BETWEEN :critical + 1 AND :low) AS low
+FROM catalog_products p
+LEFT JOIN catalog_inventory i ON i.product_id = p.id
+WHERE p.deleted_at IS NULL
+""")
+#: -- low_stock --: live products with at most ``:low`` in stock, least first.
+LOW_STOCK = text("""
+SELECT p.id, p.name, coalesce(i.quantity, 0) AS quantity
+FROM catalog_products p
+LEFT JOIN catalog_inventory i ON i.product_id = p.id
+WHERE p.deleted_at IS NULL AND coalesce(i.quantity, 0) <= :low
+ORDER BY quantity, p.id
+""")
+#: -- set_stock --: a product's stock (a restock or a sale).
+SET_STOCK = text("""
+UPDATE catalog_inventory SET quantity = :quantity, updated_at = now()
+WHERE product_id = :product_id
+RETURNING product_id
+""")
+#: -- sales_per_day --: orders, units and revenue per UTC day in [``:since``, ``:until``),
+#: cancelled orders left out.
+SALES_PER_DAY = text("""
+SELECT (o.created_at AT TIME ZONE 'UTC')::date AS day, count(DISTINCT o.id) AS orders,
+       coalesce(sum(l.quantity), 0) AS units,
+       coalesce(sum(l.quantity * l.unit_price), 0) AS revenue
+FROM catalog_orders o
+JOIN catalog_order_lines l ON l.order_id = o.id
+WHERE o.created_at >= :since AND o.created_at < :until AND o.status <> 'cancelled'
+GROUP BY day
+ORDER BY day
+""")
+#: -- top_products --: the ``:limit`` products sold most in [``:since``, ``:until``).
+TOP_PRODUCTS = text("""
+SELECT p.id, p.name, sum(l.quantity) AS units, sum(l.quantity * l.unit_price) AS revenue
+FROM catalog_order_lines l
+JOIN catalog_orders o ON o.id = l.order_id
+JOIN catalog_products p ON p.id = l.product_id
+WHERE o.created_at >= :since AND o.created_at < :until AND o.status <> 'cancelled'
+GROUP BY p.id
+ORDER BY units DESC, revenue DESC, p.id
+LIMIT :limit
+""")
+#: -- revenue_by_category --: revenue per category in [``:since``, ``:until``).
+REVENUE_BY_CATEGORY = text("""
+SELECT c.name AS category, sum(l.quantity * l.unit_price) AS revenue, sum(l.quantity) AS units
+FROM catalog_order_lines l
+JOIN catalog_orders o ON o.id = l.order_id
+JOIN catalog_products p ON p.id = l.product_id
+JOIN catalog_categories c ON c.id = p.category_id
+WHERE o.created_at >= :since AND o.created_at < :until AND o.status <> 'cancelled'
+GROUP BY c.name
+ORDER BY revenue DESC, c.name
+""")
+#: -- update_popularity --: each live product's score, the units sold since ``:since``
+#: (cancelled orders left out) plus a tenth of a point per unit in stock, capped at 10;
+#: only the scores that change are written, and ``updated_at`` is left alone (the score
+#: is not in the search document).
+UPDATE_POPULARITY = text("""
+WITH sold AS (
+    SELECT l.product_id, sum(l.quantity) AS units
+    FROM catalog_order_lines l
+    JOIN catalog_orders o ON o.id = l.order_id
+    WHERE o.created_at >= :since AND o.status <> 'cancelled'
+    GROUP BY l.product_id
+), scored AS (
+    SELECT p.id, coalesce(s.units, 0) + least(coalesce(i.quantity, 0), 100) / 10.0 AS score
+    FROM catalog_products p
+    LEFT JOIN sold s ON s.product_id = p.id
+    LEFT JOIN catalog_inventory i ON i.product_id = p.id
+    WHERE p.deleted_at IS NULL
+)
+UPDATE catalog_products p SET popularity_score = scored.score
+FROM scored
+WHERE p.id = scored.id AND p.popularity_score IS DISTINCT FROM scored.score
+RETURNING p.id
+""")
+#: -- inventory_report --: every live product with its category, price and stock.
+INVENTORY_REPORT = text("""
+SELECT p.id, p.name, c.name AS category, p.price, coalesce(i.quantity, 0) AS quantity,
+       coalesce(i.quantity, 0) * p.price AS stock_value
+FROM catalog_products p
+JOIN catalog_categories c ON c.id = p.category_id
+LEFT JOIN catalog_inventory i ON i.product_id = p.id
+WHERE p.deleted_at IS NULL
+ORDER BY c.name, p.name, p.id
+""")
+#: -- purge_audit_log --: audit entries older than ``:cutoff``.
+PURGE_AUDIT_LOG = text("DELETE FROM catalog_audit_log WHERE at < :cutoff")
+#: -- purge_cancelled_orders --: cancelled orders placed before ``:cutoff`` (their lines go
+#: with them).
+PURGE_CANCELLED_ORDERS = text("""
+DELETE FROM catalog_orders WHERE status = 'cancelled' AND created_at < :cutoff
+""")
+#: -- purge_deleted_products --: products soft-deleted before ``:cutoff`` that no order line
+#: refers to (their stock and search document go with them).
+PURGE_DELETED_PRODUCTS = text("""
+DELETE FROM catalog_products p
+WHERE p.deleted_at < :cutoff
+  AND NOT EXISTS (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id)
+""")
+
+
+def popular_products(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` most popular live products: id, name, category, price, score, quantity."""
+    return [dict(row) for row in conn.execute(POPULAR_PRODUCTS, {"limit": limit}).mappings()]
+
+
+def category_tree(conn: Connection) -> list[dict[str, Any]]:
+    """Every category (id, parent_id, name, slug) with its live ``products``, by slug."""
+    return [dict(row) for row in conn.execute(CATEGORY_TREE).mappings()]
+
+
+def stock_counts(conn: Connection, *, critical: int, low: int) -> dict[str, int]:
+    """Live products, in stock, out of stock, critical (1..critical), low (critical+1..low)."""
+    row = conn.execute(STOCK_COUNTS, {"critical": critical, "low": low}).mappings().one()
+    return {key: int(value) for key, value in row.items()}
+
+
+def low_stock(conn: Connection, low: int) -> list[dict[str, Any]]:
+    """Live products with at most ``low`` in stock (id, name, quantity), least first."""
+    return [dict(row) for row in conn.execute(LOW_STOCK, {"low": low}).mappings()]
+
+
+def set_stock(conn: Connection, product_id: int, quantity: int) -> bool:
+    """Set a product's stock; False if it has no stock row."""
+    params = {"product_id": product_id, "quantity": quantity}
+    return conn.execute(SET_STOCK, params).first() is not None
+
+
+def sales_per_day(conn: Connection, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Orders, units and revenue per UTC day in [since, until)."""
+    params = {"since": since, "until": until}
+    return [dict(row) for row in conn.execute(SALES_PER_DAY, params).mappings()]
+
+
+def top_products(
+    conn: Connection, since: datetime, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The ``limit`` products sold most in [since, until): id, name, units, revenue."""
+    params = {"since": since, "until": until, "limit": limit}
+    return [dict(row) for row in conn.execute(TOP_PRODUCTS, params).mappings()]
+
+
+def revenue_by_category(conn: Connection, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Revenue and units per category in [since, until), most revenue first."""
+    params = {"since": since, "until": until}
+    return [dict(row) for row in conn.execute(REVENUE_BY_CATEGORY, params).mappings()]
+
+
+def update_popularity(conn: Connection, since: datetime) -> int:
+    """Score every live product from its sales since ``since`` and its stock; how many
+    scores changed."""
+    return len(conn.execute(UPDATE_POPULARITY, {"since": since}).all())
+
+
+def inventory_report(conn: Connection) -> list[dict[str, Any]]:
+    """Every live product: id, name, category, price, quantity, stock_value."""
+    return [dict(row) for row in conn.execute(INVENTORY_REPORT).mappings()]
+
+
+def purge_old(conn: Connection, cutoff: datetime) -> dict[str, int]:
+    """Delete audit entries, cancelled orders and soft-deleted products older than
+    ``cutoff`` (a product still in an order line stays); how many of each."""
+    return {
+        "audit_entries": conn.execute(PURGE_AUDIT_LOG, {"cutoff": cutoff}).rowcount,
+        "cancelled_orders": conn.execute(PURGE_CANCELLED_ORDERS, {"cutoff": cutoff}).rowcount,
+        "deleted_products": conn.execute(PURGE_DELETED_PRODUCTS, {"cutoff": cutoff}).rowcount,
+    }

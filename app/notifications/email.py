@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -21,6 +21,31 @@ def build(sender: str, to: list[str], subject: str, body: str) -> EmailMessage:
     message["Subject"] = subject
     message["Message-ID"] = make_msgid(domain="conveyor.local")
     message.set_content(body)
+    return message
+
+
+#: One attached file: its name, its content type (``text/csv``) and its bytes.
+Attachment = tuple[str, str, bytes]
+
+
+def build_rich(
+    sender: str,
+    to: list[str],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    attachments: Sequence[Attachment] = (),
+) -> EmailMessage:
+    """A message with a plain-text body, an HTML alternative if given (mail clients show
+    the richest they can) and attached files, with a fresh Message-ID."""
+    message = build(sender, to, subject, text)
+    if html is not None:
+        message.add_alternative(html, subtype="html")
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        message.add_attachment(
+            data, maintype=maintype, subtype=subtype or "octet-stream", filename=filename
+        )
     return message
 
 
@@ -59,7 +84,12 @@ def send(smtp: SmtpSettings, outbox: Path, to: list[str], subject: str, body: st
     Raises ``smtplib.SMTPException`` or ``OSError`` when the server refuses or is
     unreachable; callers decide whether that is worth a retry.
     """
-    message = build(smtp.sender, to, subject, body)
+    return send_message(smtp, outbox, build(smtp.sender, to, subject, body))
+
+
+def send_message(smtp: SmtpSettings, outbox: Path, message: EmailMessage) -> str:
+    """Deliver a built message (see :func:`build_rich`) and return its Message-ID; raises
+    as :func:`send` does."""
     with connection(smtp, outbox) as deliver:
         deliver(message)
     return str(message["Message-ID"])
