@@ -89,15 +89,17 @@ class Api:
 
 
 @contextlib.contextmanager
-def running(worker: bool = True, beat: bool = True) -> Iterator[Web]:
-    """A web process, and a worker and beat on the run's Redis, started side by side."""
+def running(worker: bool = True, beat: bool = True, broker: str | None = None) -> Iterator[Web]:
+    """A web process, and a worker and beat on ``broker`` (the run's Redis unless given),
+    started side by side."""
     with probe_tasks.connect() as conn:
         conn.execute(probe_tasks.DDL)
-    processes: list[Web | Worker | Beat] = [Web()]
+    url = broker or broker_url()
+    processes: list[Web | Worker | Beat] = [Web(env={"CONVEYOR_BROKER__URL": url})]
     if worker:
-        processes.append(Worker(broker_url(), concurrency=2))
+        processes.append(Worker(url, concurrency=2))
     if beat:
-        processes.append(Beat(broker_url()))
+        processes.append(Beat(url))
     with contextlib.ExitStack() as stack:
         for process in processes:  # each stops only what it started
             stack.callback(process.__exit__, None, None, None)

@@ -31,6 +31,7 @@ from tests.acceptance.api_support import Api, running, token
 from tests.acceptance.conftest import wait_for
 from tests.acceptance.test_services import Services, forget_services
 from tests.acceptance.workers import Web
+from tests.servers import Broker, use_broker
 
 pytestmark = pytest.mark.acceptance
 
@@ -53,13 +54,27 @@ def _forget() -> None:
         conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
         conn.execute(text("DELETE FROM stored_files WHERE name LIKE 'catalog/%'"))
         conn.execute(text("DELETE FROM alerts WHERE key LIKE :p"), {"p": f"{STOCK_ALERT_PREFIX}%"})
+        # The jobs of the module's run on the other broker.
+        conn.execute(
+            text(
+                "DELETE FROM job_events WHERE job_id IN "
+                "(SELECT id FROM jobs WHERE handler LIKE 'catalog.%')"
+            )
+        )
+        conn.execute(text("DELETE FROM jobs WHERE handler LIKE 'catalog.%'"))
     client = cache.client()
     for key in client.scan_iter(match=f"{cache.PREFIX}*"):
         client.delete(key)
 
 
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def catalog_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
+    """Each broker in turn, for the web process and worker of the module's tests."""
+    yield from use_broker(request.param)
+
+
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def catalog(tmp_path_factory: pytest.TempPathFactory, catalog_broker: Broker) -> Iterator[Path]:
     """A seeded catalog, its schedules declared, and storage under a temporary root that
     the processes started here share with this one."""
     root = tmp_path_factory.mktemp("catalog") / "storage"
@@ -78,8 +93,8 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def web(catalog: Path) -> Iterator[Web]:
-    with running(beat=False) as process:
+def web(catalog: Path, catalog_broker: Broker) -> Iterator[Web]:
+    with running(beat=False, broker=catalog_broker.url) as process:
         yield process
 
 

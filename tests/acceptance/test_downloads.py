@@ -117,7 +117,7 @@ def test_the_web_process_serves_a_signed_link_and_refuses_any_other(
 
 
 def test_a_worker_purges_exactly_the_expired_files(
-    files: LocalStorage, root: Path, redis_broker: Broker
+    files: LocalStorage, root: Path, broker: Broker
 ) -> None:
     now = datetime.now(UTC)
     for day in (1, 2, 3):
@@ -125,9 +125,7 @@ def test_a_worker_purges_exactly_the_expired_files(
     kept = files.save("exports/new.csv", b"fresh", expires_at=now + timedelta(days=1))
     link = files.link(kept)
 
-    worker = Worker(
-        redis_broker.url, queues="background", env={"CONVEYOR_STORAGE__ROOT": str(root)}
-    )
+    worker = Worker(broker.url, queues="background", env={"CONVEYOR_STORAGE__ROOT": str(root)})
     with worker:
         result = storage_tasks.purge_expired.delay()
         counts = result.get(timeout=30)

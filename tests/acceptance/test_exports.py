@@ -95,7 +95,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def test_an_export_mails_a_link_the_web_process_serves_exactly_and_guards(
-    redis_broker: Broker, effects: Effects, catalog: None, sink: tuple[Sink, int], tmp_path: Path
+    broker: Broker, effects: Effects, catalog: None, sink: tuple[Sink, int], tmp_path: Path
 ) -> None:
     handler, port = sink
     root = tmp_path / "storage"
@@ -107,7 +107,7 @@ def test_an_export_mails_a_link_the_web_process_serves_exactly_and_guards(
             "CONVEYOR_STORAGE__ROOT": str(root),
             "CONVEYOR_WEB__PUBLIC_URL": web.url,
         }
-        with Worker(redis_broker.url, queues="reports", env=env):
+        with Worker(broker.url, queues="reports", env=env):
             job_id = service.enqueue(
                 "reports.export",
                 {"kind": "products", "format": "csv", "email_to": ["ops@example.com"]},
@@ -136,7 +136,7 @@ def test_an_export_mails_a_link_the_web_process_serves_exactly_and_guards(
 
 
 def test_the_daily_report_arrives_as_html_with_its_csv_attached(
-    redis_broker: Broker, effects: Effects, catalog: None, sink: tuple[Sink, int]
+    broker: Broker, effects: Effects, catalog: None, sink: tuple[Sink, int]
 ) -> None:
     handler, port = sink
     with engine().connect() as conn:
@@ -145,7 +145,7 @@ def test_the_daily_report_arrives_as_html_with_its_csv_attached(
         ).scalar_one()
     env = {"CONVEYOR_SMTP__HOST": "127.0.0.1", "CONVEYOR_SMTP__PORT": str(port)}
     service = JobService(app)
-    with Worker(redis_broker.url, queues="reports", env=env):
+    with Worker(broker.url, queues="reports", env=env):
         job_id = service.enqueue(
             "reports.catalog_daily", {"day": day.isoformat(), "email_to": ["boss@example.com"]}
         )
@@ -213,7 +213,7 @@ def test_every_new_schedule_fires_when_it_says(schedules: ScheduleService) -> No
 
 
 def test_a_worker_runs_the_cleanup_dry_then_for_real_with_progress(
-    redis_broker: Broker, effects: Effects, catalog: None
+    broker: Broker, effects: Effects, catalog: None
 ) -> None:
     with engine().begin() as conn:
         conn.execute(
@@ -229,7 +229,7 @@ def test_a_worker_runs_the_cleanup_dry_then_for_real_with_progress(
         )
     deletable = 150 - len(on_orders)
     service = JobService(app)
-    with Worker(redis_broker.url, queues="background"):
+    with Worker(broker.url, queues="background"):
         dry = service.enqueue("maintenance.cleanup_inactive_products", {"dry_run": True})
         wait_for(lambda: service.get(dry)["status"] == "completed", 60, "the dry run")
         real = service.enqueue("maintenance.cleanup_inactive_products", {"batch_size": 7})
