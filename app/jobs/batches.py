@@ -34,9 +34,9 @@ dropped). On a warm shutdown (SIGTERM) the last partial batch is handed over and
 settled before the pool closes (:func:`hand_over`). A batch's time limits are the
 task's, for the whole batch; a batch task has no rate limit of its own.
 
-``celery-batches`` does the buffering for Celery, but supports Celery below 5.7 only,
-and settles a batch as a whole (one outcome, acknowledgements for all); the part
-Conveyor needs from it is the few lines here.
+``celery-batches`` buffers a task's messages the same way, but supports Celery below
+5.7 only and settles a batch as a whole (one outcome, acknowledgements for all), so
+Conveyor does the buffering itself, in the few lines of the main process's side here.
 """
 
 from __future__ import annotations
