@@ -31,14 +31,11 @@ from tests.acceptance.api_support import Api, running, token
 from tests.acceptance.conftest import wait_for
 from tests.acceptance.test_services import Services, forget_services
 from tests.acceptance.workers import Web
+from tests.catalog_support import TABLES
 from tests.servers import Broker, use_broker
 
 pytestmark = pytest.mark.acceptance
 
-TABLES = (
-    "catalog_search_documents, catalog_cursors, catalog_audit_log, catalog_order_lines, "
-    "catalog_orders, catalog_customers, catalog_inventory, catalog_products, catalog_categories"
-)
 #: The catalog's schedules: name → task.
 CATALOG = {
     "catalog-daily-analytics": "catalog.daily_analytics",

@@ -20,23 +20,18 @@ from app.catalog import search, seed, store
 from app.catalog.search import PostgresSearchIndex
 from app.catalog.vocabulary import DEPARTMENTS
 from app.db import engine
+from tests.catalog_support import TABLES, empty_catalog_tables
 
 #: Every catalog table, emptied around each test.
-TABLES = (
-    "catalog_search_documents, catalog_cursors, catalog_audit_log, catalog_order_lines, "
-    "catalog_orders, catalog_customers, catalog_inventory, catalog_products, catalog_categories"
-)
 #: Categories in the seeded tree: the departments and their subcategories.
 TREE_SIZE = sum(1 + len(children) for _, _, children in DEPARTMENTS)
 
 
 @pytest.fixture(autouse=True)
 def empty_catalog() -> Iterator[None]:
-    with engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
+    empty_catalog_tables()
     yield
-    with engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
+    empty_catalog_tables()
 
 
 def scalar(sql: str, **params: Any) -> Any:

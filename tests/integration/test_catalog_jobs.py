@@ -31,11 +31,7 @@ from app.services.catalog import STOCK_ALERT_PREFIX, CacheWarmer, InventoryMonit
 from app.storage import storage
 from config.settings import get_settings
 from tasks import catalog as catalog_tasks
-
-TABLES = (
-    "catalog_search_documents, catalog_cursors, catalog_audit_log, catalog_order_lines, "
-    "catalog_orders, catalog_customers, catalog_inventory, catalog_products, catalog_categories"
-)
+from tests.catalog_support import TABLES
 
 
 def _forget_alerts() -> None:

@@ -32,21 +32,16 @@ from app.jobs.service import JobService
 from app.storage import LocalStorage
 from config.settings import get_settings
 from tasks import catalog_reports
+from tests.catalog_support import empty_catalog_tables
 
-TABLES = (
-    "catalog_search_documents, catalog_cursors, catalog_audit_log, catalog_order_lines, "
-    "catalog_orders, catalog_customers, catalog_inventory, catalog_products, catalog_categories"
-)
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture(autouse=True)
 def empty_catalog() -> Iterator[None]:
-    with engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
+    empty_catalog_tables()
     yield
-    with engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
+    empty_catalog_tables()
 
 
 def sql(statement: str, **params: Any) -> list[Any]:
