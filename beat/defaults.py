@@ -82,7 +82,8 @@ DEFAULT_SCHEDULES: tuple[Recurring, ...] = (
         task="maintenance.purge_catalog",
         cron="0 2 * * *",
         timezone="UTC",
-        description="Delete catalog audit entries past 90 days, soft-deleted products past 30.",
+        description="Delete catalog audit entries past 90 days and soft-deleted products "
+        "past 30 days that no order line names.",
     ),
     Recurring(
         name="catalog-daily-sales-report",
@@ -142,7 +143,7 @@ DEFAULT_SCHEDULES: tuple[Recurring, ...] = (
         task="catalog.monthly_cleanup",
         cron="0 3 1 * *",
         timezone="UTC",
-        description="Delete catalog audit entries, cancelled orders and soft-deleted "
-        "products older than catalog.retention_days (90).",
+        description="Delete cancelled orders, with their lines, placed more than "
+        "catalog.retention_days (90) ago.",
     ),
 )

@@ -411,8 +411,7 @@ class CatalogSettings(BaseModel):
     #: A live product with at most this many in stock (and more than ``critical_stock``)
     #: raises a ``warning`` stock alert.
     low_stock: int = Field(default=10, ge=0)
-    #: Days after which the monthly cleanup deletes catalog audit entries, cancelled
-    #: orders and soft-deleted products (those no order line refers to).
+    #: Days after which the monthly cleanup deletes cancelled orders (with their lines).
     retention_days: int = Field(default=90, ge=1)
     #: Products cached as the popular ones by the cache warmer.
     popular_limit: int = Field(default=50, ge=1, le=10_000)

@@ -33,7 +33,7 @@ class DayPayload(BaseModel):
 
 
 class CleanupPayload(BaseModel):
-    """The monthly cleanup; ``days`` None: ``catalog.retention_days``."""
+    """The monthly cleanup of cancelled orders; ``days`` None: ``catalog.retention_days``."""
 
     days: int | None = Field(default=None, ge=1)
 
@@ -82,7 +82,9 @@ def inventory_report(self: Any, day: str | None = None) -> str:
 
 @app.task(name="catalog.monthly_cleanup", max_retries=2, payload_model=CleanupPayload)
 def monthly_cleanup(days: int | None = None) -> dict[str, int]:
-    """Delete catalog data older than ``days`` (``catalog.retention_days``, 90)."""
+    """Delete cancelled orders placed more than ``days`` (``catalog.retention_days``, 90)
+    days ago, with their lines; the nightly ``maintenance.purge_catalog`` owns the audit
+    log and soft-deleted products."""
     try:
         return retention.purge(days)
     except OperationalError as exc:

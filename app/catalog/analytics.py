@@ -38,10 +38,10 @@ def daily(
     category of ``day``; cached under ``catalog:analytics:<day>`` and as the latest."""
     start, end = day_bounds(day)
     with (engine or default_engine()).connect() as conn:
-        per_day = store.sales_per_day(conn, start - timedelta(days=6), end)
-        top = store.top_products(conn, start, end, TOP_PRODUCTS)
-        by_category = store.revenue_by_category(conn, start, end)
-        counts = store.counts(conn)
+        per_day = store.orders.sales_per_day(conn, start - timedelta(days=6), end)
+        top = store.orders.top_products(conn, start, end, TOP_PRODUCTS)
+        by_category = store.orders.revenue_by_category(conn, start, end)
+        counts = store.tables.counts(conn)
     of_day = next((row for row in per_day if row["day"] == day), None)
     report = {
         "day": day.isoformat(),
@@ -79,9 +79,9 @@ def update_popularity(
     """Score every live product from its last 30 days of sales and its stock, and cache
     the top scores; how many scores changed and how many were cached."""
     with (engine or default_engine()).begin() as conn:
-        since = store.now(conn) - POPULARITY_WINDOW
-        changed = store.update_popularity(conn, since)
-        top = store.popular_products(conn, TOP_SCORES)
+        since = store.tables.now(conn) - POPULARITY_WINDOW
+        changed = store.products.update_popularity(conn, since)
+        top = store.products.popular_products(conn, TOP_SCORES)
     scores = {str(row["id"]): row["popularity_score"] for row in top}
     catalog_cache.put(catalog_cache.POPULARITY, scores, catalog_cache.POPULARITY_TTL_S, cache)
     return {"changed": changed, "cached": len(scores)}

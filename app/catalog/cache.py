@@ -80,9 +80,11 @@ def warm(engine: Engine | None = None, cache: redis.Redis | None = None) -> dict
     how many products and categories went in."""
     conf = get_settings().catalog
     with (engine or default_engine()).connect() as conn:
-        popular = store.popular_products(conn, conf.popular_limit)
-        tree = store.category_tree(conn)
-        counts = store.stock_counts(conn, critical=conf.critical_stock, low=conf.low_stock)
+        popular = store.products.popular_products(conn, conf.popular_limit)
+        tree = store.products.category_tree(conn)
+        counts = store.inventory.stock_counts(
+            conn, critical=conf.critical_stock, low=conf.low_stock
+        )
     counts["categories"] = len(tree)
     put(POPULAR, popular, WARM_TTL_S, cache)
     put(CATEGORIES, tree, WARM_TTL_S, cache)

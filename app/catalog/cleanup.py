@@ -8,7 +8,9 @@ deleted (the order's history needs it, and the foreign key forbids it): it is co
 as ``referenced`` and kept. Its stock and search document go with it (cascade).
 
 **Retention** (the services framework's nightly cleanup): audit entries older than
-90 days, and products soft-deleted more than 30 days ago (on no order line).
+90 days, and products soft-deleted more than 30 days ago (on no order line). It is the
+one cleanup of both; the monthly one (:mod:`app.catalog.retention`) takes old cancelled
+orders, which may leave a soft-deleted product on no order line for the next night.
 
 Every batch is its own transaction, so no delete holds its locks for long, and a run
 that stops half-way has deleted whole batches only; the next run goes on from there.
@@ -71,7 +73,7 @@ def cleanup_inactive(
     db = engine or default_engine()
     cutoff = (now or datetime.now(UTC)) - timedelta(days=inactive_days)
     with db.connect() as conn:
-        found = store.count_inactive(conn, cutoff)
+        found = store.products.count_inactive(conn, cutoff)
     expected = found["live"] + found["soft_deleted"]
     if dry_run:
         return CleanupReport(
@@ -80,11 +82,12 @@ def cleanup_inactive(
     live = soft_deleted = batches = 0
     while True:
         with db.begin() as conn:
-            gone = store.delete_inactive(conn, cutoff, batch_size)
+            gone = store.products.delete_inactive(conn, cutoff, batch_size)
             count = gone["live"] + gone["soft_deleted"]
             if count:
                 batches += 1
-                store.record_audit(conn, "product", None, "cleanup", {"cutoff": cutoff, **gone})
+                detail = {"cutoff": cutoff, **gone}
+                store.audit.record_audit(conn, "product", None, "cleanup", detail)
         live += gone["live"]
         soft_deleted += gone["soft_deleted"]
         if progress is not None:
@@ -111,9 +114,9 @@ def purge_retained(*, now: datetime | None = None, engine: Engine | None = None)
     now = now or datetime.now(UTC)
     return {
         "audit_entries": _in_batches(
-            store.purge_audit, db, now - timedelta(days=AUDIT_RETENTION_DAYS)
+            store.audit.purge_audit, db, now - timedelta(days=AUDIT_RETENTION_DAYS)
         ),
         "soft_deleted_products": _in_batches(
-            store.purge_soft_deleted, db, now - timedelta(days=SOFT_DELETED_RETENTION_DAYS)
+            store.products.purge_soft_deleted, db, now - timedelta(days=SOFT_DELETED_RETENTION_DAYS)
         ),
     }

@@ -1,6 +1,6 @@
 """Exports of catalog rows as CSV or JSON Lines, streamed in bounded memory.
 
-:func:`write` reads the rows through a server-side cursor (:func:`store.export_rows`),
+:func:`write` reads the rows through a server-side cursor (:func:`store.exports.export_rows`),
 ``CHUNK_ROWS`` at a time, and writes each encoded row to a binary file object, so a
 million-row export holds one chunk in memory. How a value is written:
 
@@ -31,7 +31,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "csv": ("csv", "text/csv"),
     "jsonl": ("jsonl", "application/x-ndjson"),
 }
-#: Columns of each kind, in the order of the statement in :mod:`app.catalog.store`.
+#: Columns of each kind, in the order of the statement in :mod:`app.catalog.store.exports`.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "products": (
         "id", "category_id", "category", "name", "description", "price",
@@ -84,10 +84,10 @@ def write(
     """Write the rows of ``kind`` that ``filters`` select to ``out`` in ``fmt``; told
     ``progress(done, total)`` after each chunk. Returns the rows written."""
     columns = COLUMNS[kind]
-    total = store.export_count(conn, kind, filters)
+    total = store.exports.export_count(conn, kind, filters)
     out.write(header(fmt, columns))
     done = 0
-    for chunk in store.export_rows(conn, kind, filters, chunk_rows):
+    for chunk in store.exports.export_rows(conn, kind, filters, chunk_rows):
         out.write(b"".join(encode(fmt, columns, row) for row in chunk))
         done += len(chunk)
         if progress is not None:

@@ -56,7 +56,7 @@ def shortages(engine: Engine | None = None) -> list[Shortage]:
     """Every live product at or under ``catalog.low_stock``, least stock first."""
     conf = get_settings().catalog
     with (engine or default_engine()).connect() as conn:
-        rows = store.low_stock(conn, conf.low_stock)
+        rows = store.inventory.low_stock(conn, conf.low_stock)
     return [
         Shortage(row["id"], row["name"], int(row["quantity"]), level(int(row["quantity"]), conf))
         for row in rows
@@ -67,7 +67,7 @@ def report_csv(engine: Engine | None = None) -> bytes:
     """The inventory report: one CSV row per live product (:data:`REPORT_COLUMNS`)."""
     conf = get_settings().catalog
     with (engine or default_engine()).connect() as conn:
-        rows = store.inventory_report(conn)
+        rows = store.inventory.inventory_report(conn)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(REPORT_COLUMNS)

@@ -103,6 +103,6 @@ class SalesReport:
 def build(title: str, start: datetime, end: datetime, engine: Engine | None = None) -> SalesReport:
     """The sales report of orders placed in [``start``, ``end``)."""
     with (engine or default_engine()).connect() as conn:
-        by_status = store.report_by_status(conn, start, end)
-        products = store.report_products_sold(conn, start, end)
+        by_status = store.orders.report_by_status(conn, start, end)
+        products = store.orders.report_products_sold(conn, start, end)
     return SalesReport(title, start, end, by_status, products)

@@ -1,9 +1,16 @@
-"""The catalog's monthly cleanup: data older than ``catalog.retention_days`` (90) goes.
+"""The catalog's monthly cleanup: cancelled orders older than ``catalog.retention_days`` (90).
 
-What goes: entries of the catalog's audit log, cancelled orders (with their lines) and
-products soft-deleted before the cutoff (with their stock and search document). A
-soft-deleted product that an order line still refers to stays: orders are history.
-One transaction, so a failed cleanup deletes nothing.
+The product catalog's specification asks for a monthly cleanup of data past 90 days.
+What it takes is what no other cleanup does: cancelled orders, with their lines. They
+never sold anything, and no report reads that far back (the analytics read 7 days, the
+popularity 30, the monthly sales report the month before). Orders in any other state
+are the shop's history and stay. One transaction, so a failed cleanup deletes nothing;
+what it deleted is written to the audit log.
+
+The audit log and soft-deleted products are the nightly retention's
+(:func:`app.catalog.cleanup.purge_retained`), not this cleanup's. A soft-deleted product
+that only cancelled orders named is kept until this cleanup takes them; the next nightly
+retention then deletes the product.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ def cutoff(now: datetime, days: int | None = None) -> datetime:
 
 
 def purge(days: int | None = None, engine: Engine | None = None) -> dict[str, int]:
-    """Delete the catalog data older than ``days``; how many rows of each kind went."""
+    """Delete the cancelled orders placed more than ``days`` ago, with their lines; how
+    many ``cancelled_orders`` and ``order_lines`` went."""
     with (engine or default_engine()).begin() as conn:
-        deleted = store.purge_old(conn, cutoff(store.now(conn), days))
-        store.record_audit(conn, "catalog", None, "purge", deleted)
+        before = cutoff(store.tables.now(conn), days)
+        deleted = store.orders.purge_cancelled_orders(conn, before)
+        store.audit.record_audit(conn, "catalog", None, "purge", {"cutoff": before, **deleted})
     return deleted

@@ -108,8 +108,8 @@ class PostgresSearchIndex:
         while True:
             with self.engine.begin() as conn:
                 if horizon is None:
-                    horizon = store.now(conn) - self.overlap
-                batch = store.sync_search_batch(conn, after, self.batch_size)
+                    horizon = store.tables.now(conn) - self.overlap
+                batch = store.search_index.sync_search_batch(conn, after, self.batch_size)
             indexed += int(batch["indexed"])
             removed += int(batch["removed"])
             read += int(batch["read"])
@@ -127,7 +127,7 @@ class PostgresSearchIndex:
         if limit < 1:
             raise InvalidSearch("limit", limit, "at least 1")
         with self.engine.connect() as conn:
-            rows = store.search(conn, q, limit)
+            rows = store.search_index.search(conn, q, limit)
         return [
             SearchHit(
                 id=int(row["id"]),
@@ -157,9 +157,9 @@ def sync_stored(
     target = target or index()
     db = engine or default_engine()
     with db.begin() as conn:
-        stored = store.load_cursor(conn, CURSOR_NAME)
+        stored = store.cursors.load_cursor(conn, CURSOR_NAME)
     start = stored if since is None or stored is None else min(stored, since)
     result = target.sync(start)
     with db.begin() as conn:
-        kept = store.save_cursor(conn, CURSOR_NAME, result.cursor)
+        kept = store.cursors.save_cursor(conn, CURSOR_NAME, result.cursor)
     return SyncResult(cursor=kept, indexed=result.indexed, removed=result.removed, read=result.read)

@@ -92,9 +92,9 @@ def seed(
     fake = Faker("en_US")
     fake.seed_instance(rng_seed)
     with (engine or default_engine()).begin() as conn:
-        store.lock_seeding(conn)
-        started_at = store.now(conn)
-        if if_empty and store.has_products(conn):
+        store.seeding.lock_seeding(conn)
+        started_at = store.tables.now(conn)
+        if if_empty and store.seeding.has_products(conn):
             return SeedReport(rng_seed=rng_seed, started_at=started_at, skipped=True)
         leaves, created = _categories(conn)
         ids, cents = _products(conn, rng, fake, leaves, products, started_at, batch_size)
@@ -109,8 +109,8 @@ def seed(
             orders=orders,
             order_lines=lines,
         )
-        store.record_audit(conn, "catalog", None, "seed", _summary(report))
-        store.analyze(conn)
+        store.audit.record_audit(conn, "catalog", None, "seed", _summary(report))
+        store.tables.analyze(conn)
     return report
 
 
@@ -124,10 +124,10 @@ def _categories(conn: Connection) -> tuple[list[_Leaf], int]:
     leaves, created = [], 0
     for department, median_price, children in DEPARTMENTS:
         parent_slug = _slug(department)
-        parent_id, new = store.ensure_category(conn, parent_slug, department, None)
+        parent_id, new = store.seeding.ensure_category(conn, parent_slug, department, None)
         created += new
         for name, nouns in children.items():
-            child_id, new = store.ensure_category(
+            child_id, new = store.seeding.ensure_category(
                 conn, f"{parent_slug}/{_slug(name)}", name, parent_id
             )
             created += new
@@ -175,7 +175,7 @@ def _products(
     """Insert ``total`` products and their stock; their ids and prices in cents."""
     ids, cents = array("q"), array("q")
     for size in batch_sizes(total, batch_size):
-        batch_ids = store.reserve_ids(conn, "catalog_products", size)
+        batch_ids = store.seeding.reserve_ids(conn, "catalog_products", size)
         rows, stock = [], []
         for product_id in batch_ids:
             leaf = rng.choice(leaves)
@@ -203,8 +203,8 @@ def _products(
             stock.append({"product_id": product_id, "quantity": stock_quantity(rng)})
             ids.append(product_id)
             cents.append(int(price * 100))
-        store.insert_products(conn, rows)
-        store.insert_inventory(conn, stock)
+        store.seeding.insert_products(conn, rows)
+        store.seeding.insert_inventory(conn, stock)
     return ids, cents
 
 
@@ -215,7 +215,7 @@ def _customers(
     ids = array("q")
     for size in batch_sizes(total, batch_size):
         rows = []
-        for customer_id in store.reserve_ids(conn, "catalog_customers", size):
+        for customer_id in store.seeding.reserve_ids(conn, "catalog_customers", size):
             first, last = fake.first_name(), fake.last_name()
             local = re.sub(r"[^a-z0-9.]+", "", f"{first}.{last}".lower())
             rows.append(
@@ -227,7 +227,7 @@ def _customers(
                 }
             )
             ids.append(customer_id)
-        store.insert_customers(conn, rows)
+        store.seeding.insert_customers(conn, rows)
     return ids
 
 
@@ -258,7 +258,7 @@ def _orders(
     orders = lines = 0
     for size in batch_sizes(max(10, products // 2), batch_size):
         order_rows, line_rows = [], []
-        for order_id in store.reserve_ids(conn, "catalog_orders", size):
+        for order_id in store.seeding.reserve_ids(conn, "catalog_orders", size):
             total = Decimal(0)
             for _ in range(rng.choices((1, 2, 3, 4), weights=(50, 25, 15, 10))[0]):
                 pick = rng.randrange(len(product_ids))
@@ -283,6 +283,6 @@ def _orders(
                     "created_at": now - age,
                 }
             )
-        orders += store.insert_orders(conn, order_rows)
-        lines += store.insert_order_lines(conn, line_rows)
+        orders += store.seeding.insert_orders(conn, order_rows)
+        lines += store.seeding.insert_order_lines(conn, line_rows)
     return orders, lines

@@ -4,9 +4,11 @@ On a seeded catalog, each job's function does what the specification promises: t
 cache warmer, the daily analytics and the popularity update write their Redis keys
 with their TTLs; the popularity update writes the scores (and only those that
 change); the weekly inventory report is a CSV in file storage, kept 30 days; the
-monthly cleanup deletes exactly the rows past the 90-day cutoff. The inventory monitor
-raises one alert per short product, counts the next check as a sighting of the same
-alert (one notification), and resolves the alert once the product is restocked.
+monthly cleanup deletes exactly the cancelled orders past the 90-day cutoff and leaves
+the audit log and soft-deleted products to the nightly retention, which takes such a
+product once the cancelled orders naming it are gone. The inventory monitor raises one
+alert per short product, counts the next check as a sighting of the same alert (one
+notification), and resolves the alert once the product is restocked.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from app.catalog import analytics, cache, inventory, seed, store
+from app.catalog import analytics, cache, cleanup, inventory, seed, store
 from app.db import engine
 from app.jobs.service import JobService
 from app.services import alerts
@@ -218,15 +220,10 @@ def test_the_weekly_inventory_report_is_a_csv_in_storage_kept_30_days(
     assert len(storage().list_files("catalog/2026-11-30")) == 1
 
 
-def test_the_monthly_cleanup_deletes_exactly_the_rows_past_90_days(
+def test_the_monthly_cleanup_deletes_exactly_the_cancelled_orders_past_90_days(
     seeded: seed.SeedReport,
 ) -> None:
     old, recent = "now() - interval '91 days'", "now() - interval '89 days'"
-    execute(f"UPDATE catalog_audit_log SET at = {old}")
-    execute(
-        "INSERT INTO catalog_audit_log (entity, action, at) VALUES "
-        f"('test', 'old', {old}), ('test', 'recent', {recent})"
-    )
     orders = [row["id"] for row in rows("SELECT id FROM catalog_orders ORDER BY id LIMIT 4")]
     execute(
         f"UPDATE catalog_orders SET status = 'cancelled', created_at = {old} WHERE id = ANY(:a)",
@@ -240,54 +237,77 @@ def test_the_monthly_cleanup_deletes_exactly_the_rows_past_90_days(
         f"UPDATE catalog_orders SET status = 'delivered', created_at = {old} WHERE id = :i",
         i=orders[3],
     )
-    unsold = rows("""SELECT p.id FROM catalog_products p WHERE NOT EXISTS
-                       (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id)
-                     ORDER BY p.id LIMIT 3""")
-    sold = scalar(
-        "SELECT product_id FROM catalog_order_lines "
-        "WHERE order_id <> ALL(:a) ORDER BY product_id LIMIT 1",
-        a=orders[:2],
-    )
-    ids = [row["id"] for row in unsold]
-    execute(
-        f"UPDATE catalog_products SET deleted_at = {old} WHERE id = ANY(:a)",
-        a=[ids[0], ids[1], sold],
-    )
-    execute(f"UPDATE catalog_products SET deleted_at = {recent} WHERE id = :i", i=ids[2])
-    cancelled_old_left = scalar(
-        f"SELECT count(*) FROM catalog_orders WHERE status = 'cancelled' AND created_at < {old} "
-        "+ interval '1 hour'"
-    )
-    audit_old = scalar(
-        f"SELECT count(*) FROM catalog_audit_log WHERE at < {old} + interval '1 hour'"
-    )
+    doomed = [
+        row["id"]
+        for row in rows(
+            "SELECT id FROM catalog_orders WHERE status = 'cancelled' "
+            f"AND created_at < {old} + interval '1 hour' ORDER BY id"
+        )
+    ]
+    assert set(orders[:2]) <= set(doomed)
+    lines = scalar("SELECT count(*) FROM catalog_order_lines WHERE order_id = ANY(:a)", a=doomed)
+    assert lines >= len(doomed), "every order has a line"
+    # What the nightly retention owns, however old, is not this cleanup's to delete.
+    execute(f"UPDATE catalog_audit_log SET at = {old}")
+    audit_before = scalar("SELECT count(*) FROM catalog_audit_log")
+    unsold = scalar("""SELECT min(p.id) FROM catalog_products p WHERE NOT EXISTS
+                         (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id)""")
+    execute(f"UPDATE catalog_products SET deleted_at = {old} WHERE id = :i", i=unsold)
+    products_before = scalar("SELECT count(*) FROM catalog_products")
 
     deleted = catalog_tasks.monthly_cleanup()
 
-    assert deleted == {
-        "audit_entries": audit_old,
-        "cancelled_orders": cancelled_old_left,
-        "deleted_products": 2,
-    }
-    assert scalar("SELECT count(*) FROM catalog_orders WHERE id = ANY(:a)", a=orders) == 2
+    assert deleted == {"cancelled_orders": len(doomed), "order_lines": lines}
+    kept = {row["id"] for row in rows("SELECT id FROM catalog_orders WHERE id = ANY(:a)", a=orders)}
+    assert kept == set(orders[2:])  # a recent cancelled order, and an old delivered one
     assert (
-        scalar("SELECT count(*) FROM catalog_order_lines WHERE order_id = ANY(:a)", a=orders[:2])
-        == 0
+        scalar("SELECT count(*) FROM catalog_order_lines WHERE order_id = ANY(:a)", a=doomed) == 0
     )
-    left = {
-        row["id"]
-        for row in rows("SELECT id FROM catalog_products WHERE id = ANY(:a)", a=[*ids, sold])
-    }
-    assert left == {ids[2], sold}  # recent, and one an order line still names
-    assert rows("SELECT action FROM catalog_audit_log WHERE entity = 'test'") == [
-        {"action": "recent"}
-    ]
+    assert scalar("SELECT count(*) FROM catalog_products") == products_before
+    assert scalar("SELECT count(*) FROM catalog_audit_log") == audit_before + 1
+    purge = rows("SELECT detail FROM catalog_audit_log WHERE action = 'purge'")
+    assert len(purge) == 1
+    assert {key: purge[0]["detail"][key] for key in deleted} == deleted
     # Run again: nothing more is past the cutoff.
-    assert catalog_tasks.monthly_cleanup() == {
-        "audit_entries": 0,
-        "cancelled_orders": 0,
-        "deleted_products": 0,
-    }
+    assert catalog_tasks.monthly_cleanup() == {"cancelled_orders": 0, "order_lines": 0}
+
+
+def test_the_nightly_retention_and_the_monthly_cleanup_each_delete_what_the_other_keeps(
+    seeded: seed.SeedReport,
+) -> None:
+    # A product soft-deleted 40 days ago that only old cancelled orders name, an unsold
+    # one soft-deleted as long ago, and audit entries 91 days old.
+    named = scalar("SELECT min(product_id) FROM catalog_order_lines")
+    execute(
+        "UPDATE catalog_orders SET status = 'cancelled', created_at = now() - interval '91 days' "
+        "WHERE id IN (SELECT order_id FROM catalog_order_lines WHERE product_id = :p)",
+        p=named,
+    )
+    unsold = scalar("""SELECT min(p.id) FROM catalog_products p WHERE NOT EXISTS
+                         (SELECT 1 FROM catalog_order_lines l WHERE l.product_id = p.id)""")
+    execute(
+        "UPDATE catalog_products SET deleted_at = now() - interval '40 days' WHERE id = ANY(:a)",
+        a=[named, unsold],
+    )
+    execute("UPDATE catalog_audit_log SET at = now() - interval '91 days'")
+    old_audit = scalar("SELECT count(*) FROM catalog_audit_log")
+    assert old_audit >= 1, "the seed audits itself"
+
+    def present() -> set[int]:
+        found = rows("SELECT id FROM catalog_products WHERE id = ANY(:a)", a=[named, unsold])
+        return {row["id"] for row in found}
+
+    # The nightly retention: the old audit entries and the unsold product, nothing else.
+    assert cleanup.purge_retained() == {"audit_entries": old_audit, "soft_deleted_products": 1}
+    assert present() == {named}, "an order line still names it"
+    # The monthly cleanup: the old cancelled orders, neither audit entries nor products.
+    monthly = catalog_tasks.monthly_cleanup()
+    assert monthly["cancelled_orders"] >= 1 and monthly["order_lines"] >= 1, monthly
+    assert present() == {named}
+    assert scalar("SELECT count(*) FROM catalog_order_lines WHERE product_id = :p", p=named) == 0
+    # The next night, no order line names the product any more: it goes.
+    assert cleanup.purge_retained() == {"audit_entries": 0, "soft_deleted_products": 1}
+    assert present() == set()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Categories (a tree), products (soft-deleted by ``deleted_at``), their inventory,
 customers, orders with their lines, the domain's audit log, the search index's
 documents and the cursors of incremental jobs. Every statement on these tables is in
-app/catalog/store.py. The indexes are the ones the recurring jobs read by: products
+app/catalog/store/. The indexes are the ones the recurring jobs read by: products
 by ``(updated_at, id)`` (the search sync's keyset), by category and by ``deleted_at``
 (the cleanup, partial: only deleted rows), inventory by quantity (the stock monitor),
 orders by creation time (reports over the last days), and the documents' GIN index.
