@@ -54,6 +54,8 @@ class Services(Process):
         )
         self.host = host
         self.command = ("services", f"--only={only}")
+        #: Seconds from the SIGTERM of :meth:`stop` to the process's exit.
+        self.stopped_after_s: float | None = None
 
     def ready(self) -> bool:
         return "services: started" in self.output()
@@ -72,6 +74,14 @@ class Services(Process):
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"{self.name} still ran after {timeout_s}s:\n{self.output()[-3000:]}")
+
+    def stop(self, timeout_s: float = 15) -> int:
+        """SIGTERM the process and wait for it to exit; its exit code. How long it took is
+        :attr:`stopped_after_s`; one still running after ``timeout_s`` fails the test."""
+        sent = self.signal(signal.SIGTERM)
+        code = self.exit_code(timeout_s)
+        self.stopped_after_s = time.monotonic() - sent
+        return code
 
 
 def forget_services() -> None:
@@ -120,11 +130,12 @@ def test_sigterm_lets_the_running_iteration_finish_then_the_service_is_stopped(
 
         key = wait_for(running, 15, "an iteration of probe.slow under way")
         sent_at = datetime.now(UTC)
-        sent = svc.signal(signal.SIGTERM)
-        code = svc.exit_code(15)
-        took = time.monotonic() - sent
+        code = svc.stop()
     assert code == 0, svc.output()[-3000:]
-    assert took < 10, f"exited {took:.1f}s after SIGTERM, past the 10 s grace period"
+    took = svc.stopped_after_s
+    assert took is not None and took < 10, (
+        f"exited {took:.1f}s after SIGTERM, past the 10 s grace period"
+    )
     done = {i["key"]: i for i in iterations(clean, "probe.slow")}
     assert done[key]["end"] is not None, "the iteration running at SIGTERM completed"
     assert done[key]["end"] > sent_at
@@ -140,11 +151,12 @@ def test_an_iteration_still_running_after_the_grace_period_is_abandoned_with_exi
 ) -> None:
     with Services("h-late", "probe.slow", {"CONVEYOR_TEST_ITERATION_S": "20"}, grace_s=1) as svc:
         wait_for(lambda: iterations(clean, "probe.slow"), 15, "an iteration of probe.slow")
-        sent = svc.signal(signal.SIGTERM)
-        code = svc.exit_code(10)
-        took = time.monotonic() - sent
+        code = svc.stop(10)
     assert code == 3, svc.output()[-3000:]
-    assert 1 <= took < 5, f"exited {took:.1f}s after SIGTERM with a 1 s grace period"
+    took = svc.stopped_after_s
+    assert took is not None and 1 <= took < 5, (
+        f"exited {took:.1f}s after SIGTERM with a 1 s grace period"
+    )
     assert all(i["end"] is None for i in iterations(clean, "probe.slow"))
     final = row("probe.slow", "h-late")
     assert final is not None and final["state"] == "stopped", final
@@ -223,8 +235,7 @@ def test_a_singleton_runs_on_one_host_and_another_takes_over_within_the_lease_tt
         wait_for(lambda: row("probe.singleton", "h-c"), 10, "h-c's row")
         time.sleep(1)
         assert not [r for r in iterations(clean, "probe.singleton") if r["pid"] == third.pid]
-        other.signal(signal.SIGTERM)
-        assert other.exit_code(15) == 0
+        assert other.stop() == 0, other.output()[-3000:]
         stopped_at = datetime.now(UTC)
         first = wait_for(
             lambda: [r for r in iterations(clean, "probe.singleton") if r["pid"] == third.pid],
@@ -232,8 +243,7 @@ def test_a_singleton_runs_on_one_host_and_another_takes_over_within_the_lease_tt
             "h-c to take over",
         )[0]
         assert (first["start"] - stopped_at).total_seconds() < 2 * beat_s + 1.0
-        third.signal(signal.SIGTERM)
-        assert third.exit_code(15) == 0
+        assert third.stop() == 0, third.output()[-3000:]
     finally:
         for svc in hosts.values():
             svc.__exit__(None, None, None)

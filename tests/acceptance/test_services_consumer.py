@@ -13,8 +13,6 @@ failing service and fails its process. What the tests compare ``/metrics`` with 
 
 from __future__ import annotations
 
-import signal
-import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -86,8 +84,7 @@ def test_a_consumer_handles_every_item_once_and_never_more_than_its_parallelism_
             10,
             "the row to count them",
         )
-        svc.signal(signal.SIGTERM)
-        assert svc.exit_code(15) == 0, svc.output()[-3000:]
+        assert svc.stop() == 0, svc.output()[-3000:]
     found = items(clean)
     assert len(found) == count
     for key, phases in found.items():
@@ -112,11 +109,12 @@ def test_sigterm_finishes_the_items_taken_takes_no_more_and_exits_0(clean: Effec
     with consumer("h-drain", grace_s=10) as svc:
         wait_for(lambda: probe_consumer.done() >= 6, 30, "six items done")
         sent_at = datetime.now(UTC)
-        sent = svc.signal(signal.SIGTERM)
-        code = svc.exit_code(15)
-        took = time.monotonic() - sent
+        code = svc.stop()
     assert code == 0, svc.output()[-3000:]
-    assert took < 10, f"exited {took:.1f}s after SIGTERM, past the 10 s grace period"
+    took = svc.stopped_after_s
+    assert took is not None and took < 10, (
+        f"exited {took:.1f}s after SIGTERM, past the 10 s grace period"
+    )
     found = items(clean)
     unfinished = {key: p for key, p in found.items() if len(p["end"]) != 1 or len(p["start"]) != 1}
     assert not unfinished, f"taken and not finished once: {unfinished}"
@@ -223,7 +221,6 @@ def test_metrics_show_each_services_state_items_and_errors_as_the_table_has_them
         }
         bad_row = row("probe.consumer_broken", "h-metrics-bad")
         assert bad_row is not None and bad_row["consecutive_errors"] == 3, bad_row
-        good.signal(signal.SIGTERM)
-        assert good.exit_code(15) == 0, good.output()[-3000:]
+        assert good.stop() == 0, good.output()[-3000:]
         states = assert_metrics_match_the_table(scrape(web, token))
         assert states[("probe.consumer", "h-metrics")] == "stopped"
