@@ -22,6 +22,7 @@ TASK_MODULES = (
     "tasks.health",
     "tasks.emails",
     "tasks.alerts",
+    "tasks.notifications",
     "tasks.reports",
     "tasks.maintenance",
     "tasks.statistics",

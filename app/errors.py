@@ -149,6 +149,15 @@ class ScheduleNotFound(ConveyorError, LookupError):
         super().__init__(f"no schedule named {name!r}")
 
 
+class InvalidOption(ConveyorError, ValueError):
+    """An enqueue option other than the payload and the schedule is wrong (``notify``);
+    names it (``notify.1`` for the second address) and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {reason}")
+
+
 class InvalidScheduleField(ConveyorError, ValueError):
     """A schedule field other than the cron expression is wrong; names it."""
 

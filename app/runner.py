@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.embedded import EmbeddedServers
-from config.settings import get_settings, mask_url
+from config.settings import Settings, get_settings, mask_url
 
 #: Processes started by ``run``, in start order; stopped in reverse.
 PROCESSES = ("worker", "beat", "services", "flower", "web")
@@ -20,6 +20,25 @@ PROCESSES = ("worker", "beat", "services", "flower", "web")
 CATALOG_SEED = ("catalog", "seed", "--if-empty", "--products", "500")
 #: Services modules ``run`` adds to the settings' own: the sample catalog's services.
 SAMPLE_SERVICES = ("app.services.catalog",)
+#: Who gets alerts, reports and dead-job mail in a run that sends mail to the local sink
+#: (no SMTP host) and names nobody itself: the newcomer reads them in the console.
+SAMPLE_RECIPIENT = "ops@example.com"
+
+
+def sample_recipients(settings: Settings) -> dict[str, str]:
+    """Settings that name :data:`SAMPLE_RECIPIENT` for alerts, reports and dead jobs,
+    those of them left unset, when mail goes to the sink; nothing otherwise."""
+    if settings.smtp.host is not None:
+        return {}
+    wanted = {
+        "CONVEYOR_ALERTS__EMAIL_TO": (settings.alerts.email_to, [SAMPLE_RECIPIENT]),
+        "CONVEYOR_REPORTS__EMAIL_TO": (settings.reports.email_to, [SAMPLE_RECIPIENT]),
+        "CONVEYOR_NOTIFICATIONS__DEAD_JOBS": (
+            settings.notifications.dead_jobs,
+            {"*": [SAMPLE_RECIPIENT]},
+        ),
+    }
+    return {name: json.dumps(value) for name, (current, value) in wanted.items() if not current}
 
 
 def run() -> int:
@@ -47,6 +66,7 @@ def run() -> int:
         env = {**os.environ, **servers.start()}
         modules = [*settings.services.modules, *SAMPLE_SERVICES]
         env["CONVEYOR_SERVICES__MODULES"] = json.dumps(list(dict.fromkeys(modules)))
+        env.update(sample_recipients(settings))
         broker = env.get("CONVEYOR_BROKER__URL", settings.broker_url)
         database = env.get("CONVEYOR_DATABASE__URL", settings.database_url)
         subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True)
@@ -77,7 +97,8 @@ def run() -> int:
             f"  flower     http://{settings.flower.host}:{settings.flower.port}\n"
             f"  worker     queues critical, default, emails, reports, background\n"
             f"  beat       schedules in the database\n"
-            f"  services   long-running services (python -m app services)\n",
+            f"  services   long-running services (python -m app services)\n"
+            f"{mail_line(settings, web)}",
             flush=True,
         )
         while not stopping:
@@ -92,6 +113,13 @@ def run() -> int:
         _stop(children, grace_s=grace_s + 15)
         servers.stop()
     return code
+
+
+def mail_line(settings: Settings, web: str) -> str:
+    """Where ``run`` says mail goes."""
+    if settings.smtp.host is not None:
+        return f"  mail       SMTP {settings.smtp.host}:{settings.smtp.port}\n"
+    return f"  mail       {settings.mail_dir} (no SMTP host): {web}/console/mail/\n"
 
 
 def console_login(password_file: Path) -> str:

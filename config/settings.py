@@ -139,10 +139,11 @@ class WorkerSettings(BaseModel):
 
 
 class SmtpSettings(BaseModel):
-    """Outgoing mail. With no host, mails are written as files under ``var/outbox``."""
+    """Outgoing mail. With no host, mails are written as files under ``var/mail`` (the local
+    mail sink, listed on the console's Mail page outside the production profile)."""
 
     #: SMTP server; None: each mail is written as a ``.eml`` file under
-    #: ``<embedded.data_dir>/outbox``.
+    #: ``<embedded.data_dir>/mail``.
     host: str | None = None
     #: SMTP port.
     port: int = Field(default=25, gt=0, lt=65536)
@@ -437,11 +438,41 @@ class ReportSettings(BaseModel):
     export_link_lifetime_s: int = Field(default=7 * 86400, ge=60)
 
 
+class NotificationSettings(BaseModel):
+    """Mail about jobs, sent by the services process's notifier (``conveyor.notifier``): a
+    job gone dead to the recipients of its task's pattern, and a finished job to those its
+    caller named (``notify=`` on enqueue). Each mail is a job of its own (``emails.job_notice``)."""
+
+    #: Who hears of a dead job: task-name patterns (``fnmatch``: ``reports.*``, ``*``) to
+    #: addresses, as JSON (``{"reports.*": ["reports@example.com"], "*": ["ops@example.com"]}``);
+    #: the recipients of every pattern the task's name matches get one mail between them.
+    dead_jobs: dict[str, list[EmailAddress]] = Field(default={}, max_length=100)
+    #: A directory of templates that replace the built-in ones of the same name
+    #: (``job_dead.html``, ``job_dead.txt``, ``job_finished.html``…; Jinja); None: the
+    #: built-in ones.
+    templates_dir: Path | None = None
+
+    @field_validator("dead_jobs")
+    @classmethod
+    def _patterns(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for pattern, recipients in value.items():
+            if not pattern.strip():
+                raise ValueError("a dead-job pattern must not be empty")
+            if not recipients:
+                raise ValueError(f"dead-job pattern {pattern!r} names no recipient")
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_from_project(cls, value: Path | None) -> Path | None:
+        return value if value is None or value.is_absolute() else PROJECT_ROOT / value
+
+
 class EmbeddedSettings(BaseModel):
     """The servers Conveyor runs itself when no URL is given."""
 
-    #: Data of the embedded servers, Flower's state (``flower.db``), the mail outbox and
-    #: static files.
+    #: Data of the embedded servers, Flower's state (``flower.db``), the mail sink
+    #: (``mail/``) and static files.
     data_dir: Path = PROJECT_ROOT / "var"
     #: Port of the embedded PostgreSQL.
     postgres_port: int = Field(default=54329, gt=0, lt=65536)
@@ -507,6 +538,7 @@ class Settings(BaseSettings):
     monitors: MonitorSettings = MonitorSettings()
     storage: StorageSettings = StorageSettings()
     reports: ReportSettings = ReportSettings()
+    notifications: NotificationSettings = NotificationSettings()
     catalog: CatalogSettings = CatalogSettings()
 
     @model_validator(mode="after")
@@ -553,6 +585,11 @@ class Settings(BaseSettings):
         if self.log.format is None:
             return self.profile is Profile.PRODUCTION
         return self.log.format is LogFormat.JSON
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where mails go as ``.eml`` files when ``smtp.host`` is unset: the local mail sink."""
+        return self.embedded.data_dir / "mail"
 
     @property
     def embedded_broker(self) -> bool:

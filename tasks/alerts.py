@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 
 from app.celery import app
 from app.errors import PermanentError, TransientError
+from app.notifications import email
 from app.services import alerts
 from config.settings import get_settings
-from tasks import emails
 
 #: 4xx answers worth another try: the receiver timed out (408) or throttles (429).
 RETRIED_4XX = frozenset({408, 429})
@@ -42,17 +42,13 @@ class AlertNotice(BaseModel):
 
 
 @app.task(name="alerts.email", payload_model=AlertNotice)
-def email(alert_id: int, event: str = alerts.Event.FIRING) -> str:
+def mail(alert_id: int, event: str = alerts.Event.FIRING) -> str:
     """Mail the alert to ``alerts.email_to`` through SMTP; return the Message-ID."""
     alert, happened = _load(alert_id, event)
     recipients = get_settings().alerts.email_to
     if not recipients:
         return "skipped: alerts.email_to is empty"
-    # emails.send's own body, run here: the same SMTP path and retry classification.
-    message_id: str = emails.send.run(
-        recipients, alerts.headline(alert, happened), alerts.email_body(alert, happened)
-    )
-    return message_id
+    return email.deliver(alerts.email(alert, happened).message(list(recipients)))
 
 
 @app.task(name="alerts.webhook", payload_model=AlertNotice)

@@ -18,7 +18,6 @@ from app.catalog.reports import SalesReport
 from app.celery import app
 from app.notifications import email
 from config.settings import EmailAddress, get_settings
-from tasks.exports import deliver
 
 
 class DailyReportPayload(BaseModel):
@@ -68,7 +67,7 @@ def _mail(report: SalesReport, email_to: list[str] | None, filename: str) -> dic
             html=report.html(),
             attachments=[(filename, "text/csv", report.csv())],
         )
-        message_id = deliver(message)
+        message_id = email.deliver(message)
     return {**report.summary(), "emailed_to": recipients, "message_id": message_id}
 
 

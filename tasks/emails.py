@@ -32,20 +32,9 @@ def send(to: list[str] | str, subject: str, body: str) -> str:
     except ValueError as exc:
         raise PermanentError(f"invalid email payload: {exc}") from exc
     settings = get_settings()
-    try:
-        return email.send(
-            settings.smtp,
-            settings.embedded.data_dir / "outbox",
-            payload.to,
-            payload.subject,
-            payload.body,
-        )
-    except smtplib.SMTPResponseException as exc:
-        if 400 <= exc.smtp_code < 500:  # 4xx: the server asks us to come back later
-            raise TransientError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
-        raise PermanentError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
-        raise TransientError(f"SMTP server unreachable: {exc}") from exc
+    return email.deliver(
+        email.build(settings.smtp.sender, payload.to, payload.subject, payload.body)
+    )
 
 
 class BulkEmailPayload(BaseModel):
@@ -79,7 +68,7 @@ def bulk(
     ]
     settings = get_settings()
     try:
-        with email.connection(settings.smtp, settings.embedded.data_dir / "outbox") as deliver:
+        with email.connection(settings.smtp, settings.mail_dir) as deliver:
             for recipient in waiting:
                 message = email.build(settings.smtp.sender, [recipient], subject, body)
                 try:

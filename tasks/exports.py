@@ -10,11 +10,9 @@ A retried export writes the same name again (``replace=True``), so the latest li
 
 from __future__ import annotations
 
-import smtplib
 import tempfile
 import uuid
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, field_validator
@@ -23,9 +21,9 @@ from app.catalog import exports
 from app.catalog.store import ORDER_STATUSES
 from app.celery import app
 from app.db import engine
-from app.errors import PermanentError, TransientError
+from app.errors import PermanentError
 from app.jobs.task import ConveyorTask
-from app.notifications import email
+from app.notifications import email, templates
 from app.storage import dated, storage
 from config.settings import EmailAddress, get_settings
 
@@ -88,22 +86,6 @@ class ExportPayload(RootModel[Annotated[ProductExport | OrderExport, Field(discr
     """A data export: ``kind`` (``products`` or ``orders``) picks which ``filters`` apply."""
 
 
-def deliver(message: EmailMessage) -> str:
-    """Send ``message`` through the SMTP settings; a 4xx or an unreachable server is worth
-    a retry (``TransientError``), a 5xx is not (``PermanentError``)."""
-    settings = get_settings()
-    try:
-        return email.send_message(settings.smtp, settings.embedded.data_dir / "outbox", message)
-    except smtplib.SMTPResponseException as exc:
-        if 400 <= exc.smtp_code < 500:
-            raise TransientError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
-        raise PermanentError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise PermanentError(f"SMTP refused every recipient: {exc.recipients!r}") from exc
-    except (smtplib.SMTPException, OSError) as exc:
-        raise TransientError(f"SMTP server unreachable: {exc}") from exc
-
-
 @app.task(bind=True, name="reports.export", payload_model=ExportPayload)
 def export(
     self: ConveyorTask,
@@ -136,14 +118,17 @@ def export(
     lifetime_s = settings.reports.export_link_lifetime_s
     link = f"{settings.web.base_url}/{storage().link(stored, lifetime_s=lifetime_s)}"
     self.progress(95, f"{rows} rows stored; mailing the link")
-    text = (
-        f"Your export of {rows} {job.kind} ({job.format}, {stored.size_bytes} bytes) is ready:\n\n"
-        f"{link}\n\nThe link works for {lifetime_s // 3600} hours.\n"
+    mail = templates.render(
+        "export_ready",
+        kind=job.kind,
+        rows=rows,
+        format=job.format,
+        size_bytes=stored.size_bytes,
+        link=link,
+        lifetime_hours=lifetime_s // 3600,
     )
-    message = email.build_rich(
-        settings.smtp.sender, list(job.email_to), f"Your {job.kind} export is ready", text
-    )
-    message_id = deliver(message)
+    message = mail.message(list(job.email_to))
+    message_id = email.deliver(message)
     summary = f"{rows} {job.kind} exported as {job.format}, link mailed"
     self.progress(100, summary)
     return {

@@ -46,6 +46,12 @@ def add_commands(sub: Any) -> None:
     )
     enqueue.add_argument("--name", dest="job_name")
     enqueue.add_argument("--idempotency-key")
+    enqueue.add_argument(
+        "--notify",
+        action="append",
+        metavar="ADDRESS",
+        help="mail this address when the job finishes (repeat for more)",
+    )
     enqueue.set_defaults(func=cmd_enqueue)
 
 
@@ -88,7 +94,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    """``enqueue HANDLER --payload JSON [--at TIME | --in DELAY]``; prints the job id."""
+    """``enqueue HANDLER --payload JSON [--at TIME | --in DELAY] [--notify ADDRESS]``;
+    prints the job id."""
     from app.jobs.service import JobService
 
     try:
@@ -106,6 +113,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
             schedule=schedule,
             job_name=args.job_name,
             idempotency_key=args.idempotency_key,
+            notify=args.notify,
         )
     except json.JSONDecodeError as exc:
         print(f"error: --payload is not JSON: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -45,6 +45,14 @@ UNFINISHED = frozenset(JobStatus) - FINISHED
 ACTIVE_NAME_INDEX = "ux_jobs_active_name"
 #: The unique index that keeps one unfinished job waiting for a name (``waits_for``).
 WAITING_INDEX = "ux_jobs_waiting"
+#: The partial index of the jobs the notifier has to deal with, and its condition: a
+#: finish not dealt with yet, of a dead job (its task's pattern may name recipients) or
+#: of one whose caller asked to hear of it.
+NOTICE_INDEX = "ix_jobs_notice_due"
+NOTICE_DUE = (
+    f"finished_at IS NOT NULL AND (status = '{JobStatus.DEAD.value}' OR notify_to IS NOT NULL)"
+    " AND notified_finished_at IS DISTINCT FROM finished_at"
+)
 
 
 class Base(DeclarativeBase):
@@ -95,6 +103,11 @@ class Job(Base):
     release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: How to publish it then (queue, retries, priority).
     publish_options: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: Who its caller asked to be mailed when it finishes (``notify=`` on enqueue).
+    notify_to: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    #: The ``finished_at`` of the finish the notifier has dealt with (mailed, or nobody to
+    #: tell): a requeued job that finishes again is due once more.
+    notified_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("progress BETWEEN 0 AND 100", name="ck_jobs_progress"),
@@ -122,6 +135,9 @@ class Job(Base):
         Index("ix_jobs_running_worker", "worker", postgresql_where=text("status = 'running'")),
         # What /metrics reads: the jobs that finished in its window (migration 0007).
         Index("ix_jobs_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL")),
+        # What the notifier reads: finished jobs someone may hear of, not dealt with yet
+        # (migration 0012). It holds only those, so a look at it costs nothing when idle.
+        Index(NOTICE_INDEX, "finished_at", postgresql_where=text(NOTICE_DUE)),
     )
 
 

@@ -5,20 +5,21 @@ from __future__ import annotations
 import builtins
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from celery.utils.imports import symbol_by_name
 from kombu.utils import json as kombu_json
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
 
 from app.celery import app as default_app
 from app.errors import (
     BrokerUnavailable,
     GateUnavailable,
+    InvalidOption,
     InvalidPayload,
     InvalidSchedule,
     JobNotFound,
@@ -31,12 +32,36 @@ from app.jobs.lifecycle import RECORDED_HEADER
 from app.jobs.models import FINISHED, JobStatus
 from app.jobs.store import JobStore
 from app.schedule import next_fire_times
-from config.settings import get_settings, mask_url
+from config.settings import EmailAddress, get_settings, mask_url
 
 logger = logging.getLogger(__name__)
 
 #: What ``enqueue`` accepts as a schedule.
 Schedule = str | datetime | timedelta | None
+
+#: The most addresses ``notify=`` takes.
+MAX_NOTIFY = 20
+_ADDRESSES: TypeAdapter[list[str]] = TypeAdapter(list[EmailAddress])
+
+
+def recipients(notify: Sequence[str] | None) -> list[str] | None:
+    """``notify=`` checked: the addresses, each once, or None for nobody;
+    :class:`InvalidOption` naming the first wrong one (``notify.1``)."""
+    if notify is None:
+        return None
+    if isinstance(notify, str):
+        raise InvalidOption("notify", "must be a list of addresses, not one string")
+    try:
+        addresses = _ADDRESSES.validate_python(list(notify))
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(["notify", *(str(part) for part in error["loc"])])
+        raise InvalidOption(where, str(error["msg"]).removeprefix("Value error, ")) from None
+    unique = list(dict.fromkeys(addresses))
+    if len(unique) > MAX_NOTIFY:
+        raise InvalidOption("notify", f"names {len(unique)} addresses; at most {MAX_NOTIFY}")
+    return unique or None
+
 
 CANCELLABLE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RETRYING}
 REQUEUEABLE = {JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED}
@@ -104,6 +129,7 @@ class JobService:
         queue: str | None = None,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        notify: Sequence[str] | None = None,
         connection: Connection | None = None,
     ) -> uuid.UUID:
         """Record and publish a job; an existing key or active name returns that job instead.
@@ -115,9 +141,14 @@ class JobService:
         its id is returned, and :meth:`update_schedule` and :meth:`delete` take it.
         With ``connection`` the job joins the caller's transaction: it is published
         (by the releaser, within a second) if and only if that transaction commits.
+        ``notify``: addresses mailed when the job finishes, whichever way (the
+        notifier of the services process sends it; a one-off job only).
         """
         payload = self.validate(handler, payload)
+        notify_to = recipients(notify)
         if isinstance(schedule, str) and schedule.strip() != "@once":
+            if notify_to:
+                raise InvalidOption("notify", "is for one-off jobs, not a recurring schedule")
             return self._recurring(handler, payload, job_name, schedule, queue, connection)
         due = self.due(schedule)
         queue = queue or self.app.amqp.router.route({}, handler)["queue"].name
@@ -134,6 +165,7 @@ class JobService:
             "idempotency_key": idempotency_key,
             "schedule": None if schedule is None else str(schedule),
             "due_at": due,
+            "notify_to": notify_to,
         }
         if held:
             row.update(

@@ -1,4 +1,10 @@
-"""Email over SMTP; without an SMTP host, each mail is written to ``var/outbox``."""
+"""Email over SMTP; without an SMTP host, each mail is written to the mail sink, ``var/mail``.
+
+:func:`deliver` is how a job sends a built message: the settings' SMTP server (or the
+sink), and its failures sorted for the retry policy (``TransientError`` for a 4xx or an
+unreachable server, ``PermanentError`` for a refusal). :func:`connection` keeps one
+session open for many messages (bulk mail) and leaves the sorting to its caller.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
-from config.settings import SmtpSettings
+from app.errors import PermanentError, TransientError
+from config.settings import SmtpSettings, get_settings
 
 
 def build(sender: str, to: list[str], subject: str, body: str) -> EmailMessage:
@@ -50,8 +57,9 @@ def build_rich(
 
 
 @contextmanager
-def connection(smtp: SmtpSettings, outbox: Path) -> Iterator[Callable[[EmailMessage], None]]:
-    """A sender of messages over one SMTP session (or into ``outbox`` without a host).
+def connection(smtp: SmtpSettings, sink: Path) -> Iterator[Callable[[EmailMessage], None]]:
+    """A sender of messages over one SMTP session (or into the ``sink`` directory, one
+    ``.eml`` file each, without a host).
 
     Sending raises ``smtplib.SMTPRecipientsRefused`` when the server refuses every
     recipient of a message (the session stays usable), and other
@@ -60,9 +68,9 @@ def connection(smtp: SmtpSettings, outbox: Path) -> Iterator[Callable[[EmailMess
     if smtp.host is None:
 
         def write(message: EmailMessage) -> None:
-            outbox.mkdir(parents=True, exist_ok=True)
+            sink.mkdir(parents=True, exist_ok=True)
             name = str(message["Message-ID"]).strip("<>").replace("@", "_") + ".eml"
-            (outbox / name).write_bytes(bytes(message))
+            (sink / name).write_bytes(bytes(message))
 
         yield write
         return
@@ -78,18 +86,26 @@ def connection(smtp: SmtpSettings, outbox: Path) -> Iterator[Callable[[EmailMess
         yield deliver
 
 
-def send(smtp: SmtpSettings, outbox: Path, to: list[str], subject: str, body: str) -> str:
-    """Deliver one mail and return its Message-ID.
+def deliver(message: EmailMessage) -> str:
+    """Send a built message (:func:`build`, :func:`build_rich`) through the settings' SMTP
+    server, or into the mail sink without one; its Message-ID.
 
-    Raises ``smtplib.SMTPException`` or ``OSError`` when the server refuses or is
-    unreachable; callers decide whether that is worth a retry.
+    A 4xx answer or an unreachable server raises ``TransientError`` (worth a retry), a
+    5xx or every recipient refused ``PermanentError``, each naming the server's answer.
     """
-    return send_message(smtp, outbox, build(smtp.sender, to, subject, body))
-
-
-def send_message(smtp: SmtpSettings, outbox: Path, message: EmailMessage) -> str:
-    """Deliver a built message (see :func:`build_rich`) and return its Message-ID; raises
-    as :func:`send` does."""
-    with connection(smtp, outbox) as deliver:
-        deliver(message)
+    settings = get_settings()
+    try:
+        with connection(settings.smtp, settings.mail_dir) as send:
+            send(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        refusal = f"SMTP refused every recipient: {exc.recipients!r}"
+        if all(400 <= code < 500 for code, _ in exc.recipients.values()):
+            raise TransientError(refusal) from exc  # each only for now
+        raise PermanentError(refusal) from exc
+    except smtplib.SMTPResponseException as exc:
+        if 400 <= exc.smtp_code < 500:  # the server asks us to come back later
+            raise TransientError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+        raise PermanentError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientError(f"SMTP server unreachable: {exc}") from exc
     return str(message["Message-ID"])

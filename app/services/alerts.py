@@ -33,6 +33,8 @@ from sqlalchemy import Connection
 from app.db import engine
 from app.errors import ConveyorError
 from app.jobs.service import JobService
+from app.notifications import templates
+from app.notifications.templates import Rendered
 from app.services import alert_store
 from config.settings import AlertSettings, get_settings
 
@@ -278,15 +280,17 @@ def facts(alert: Alert) -> list[tuple[str, str]]:
     return lines
 
 
-def email_body(alert: Alert, event: Event | str) -> str:
-    """The plain-text mail of a notification."""
-    width = max(len(name) for name, _ in facts(alert))
-    lines = [headline(alert, event), ""]
-    if alert.detail:
-        lines += [alert.detail, ""]
-    lines += [f"{name.ljust(width)}  {value}" for name, value in facts(alert)]
-    lines += ["", "-- Conveyor alerts (GET /api/v1/alerts, console: Alerts)"]
-    return "\n".join(lines) + "\n"
+def email(alert: Alert, event: Event | str) -> Rendered:
+    """The mail of a notification (templates ``alert.txt`` and ``alert.html``)."""
+    color = COLORS["resolved" if event == Event.RESOLVED else alert.severity]
+    return templates.render(
+        "alert",
+        alert=alert,
+        event=str(event),
+        headline=headline(alert, event),
+        facts=facts(alert),
+        color=color,
+    )
 
 
 def slack_body(alert: Alert, event: Event | str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ EXIT_STOPPED = 0
 EXIT_FAILED = 1
 EXIT_ABANDONED = 3
 #: Conveyor's own services, imported unless ``services.builtins`` is off.
-BUILTIN_MODULES = ("app.services.census",)
+BUILTIN_MODULES = ("app.services.census", "app.services.notifier")
 #: Conveyor's monitors, built in too unless ``monitors.enabled`` is off.
 MONITORS = "app.services.monitors"
 #: Seconds between the main thread's looks at signals and failures.

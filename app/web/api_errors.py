@@ -26,6 +26,7 @@ from app.errors import (
     BrokerUnavailable,
     ConveyorError,
     GateUnavailable,
+    InvalidOption,
     InvalidPayload,
     InvalidSchedule,
     InvalidScheduleField,
@@ -103,6 +104,8 @@ def from_conveyor(exc: Exception, prefix: str = "payload", schedule: str = "sche
         return ApiError(413, "payload_too_large", str(exc), prefix, limit=exc.limit, size=exc.size)
     if isinstance(exc, InvalidScheduleField):
         return ApiError(422, "invalid_schedule", str(exc), exc.field)
+    if isinstance(exc, InvalidOption):
+        return ApiError(422, "invalid_value", str(exc), exc.field)
     if isinstance(exc, InvalidSchedule):
         return ApiError(422, "invalid_schedule", str(exc), schedule)
     if isinstance(exc, JobNotFound):

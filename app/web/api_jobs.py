@@ -113,6 +113,7 @@ def enqueue(request: HttpRequest, body: JobIn) -> tuple[int, dict[str, Any]]:
             queue=body.queue,
             metadata=body.metadata,
             idempotency_key=body.idempotency_key,
+            notify=body.notify,
         )
     recurring = service.recurring(job_id) if isinstance(schedule, str) else None
     if recurring is not None:  # a cron expression: the job is a schedule, fired by beat

@@ -126,6 +126,9 @@ class JobIn(Schema):
     idempotency_key: Text | None = Field(
         None, min_length=1, max_length=200, description="the same key returns the same job"
     )
+    notify: list[Text] | None = Field(
+        None, max_length=20, description="addresses mailed when the job finishes, however it ends"
+    )
 
 
 class JobCreated(Schema):
@@ -165,6 +168,8 @@ class JobOut(Schema):
     progress: int | None = None
     progress_message: str | None = None
     progress_at: datetime | None = None
+    #: Who is mailed when it finishes (``notify`` at enqueue).
+    notify_to: list[str] | None = None
 
 
 class EventOut(Schema):

@@ -72,10 +72,16 @@ def test_an_enqueued_job_completes_and_shows_its_timeline(
         "POST",
         "/jobs",
         201,
-        json={"handler": "probe.record", "payload": {"key": key}, "metadata": {"origin": "test"}},
+        json={
+            "handler": "probe.record",
+            "payload": {"key": key},
+            "metadata": {"origin": "test"},
+            "notify": ["caller@example.com"],
+        },
     )
     job = job_done(api, created["id"])
     assert job["payload"] == {"key": key}
+    assert job["notify_to"] == ["caller@example.com"]
     assert job["metadata"] == {"origin": "test"} and job["result"] == key
     assert [e["to_status"] for e in job["events"]] == ["queued", "running", "completed"]
     assert job["events"][-1]["worker"] == job["worker"]
@@ -359,6 +365,13 @@ def test_every_error_is_json_naming_the_field_and_the_reason(api: Api) -> None:
         "POST", "/jobs", 422, json={"handler": "probe.record", "schedule": "2030-01-01T00:00:00"}
     )
     assert naive["field"] == "schedule" and "zone" in naive["message"]
+    notify = api.error(
+        "POST", "/jobs", 422, json={"handler": "probe.record", "notify": ["a@example.com", "x"]}
+    )
+    assert notify["field"] == "notify.1" and "'x' is not an email address" in notify["message"]
+    recurring = {"handler": "probe.record", "job_name": "n", "schedule": "@daily"}
+    refused = api.error("POST", "/jobs", 422, json={**recurring, "notify": ["a@example.com"]})
+    assert refused["field"] == "notify" and "one-off" in refused["message"]
 
     assert api.error("GET", f"/jobs/{uuid.uuid4()}", 404)["field"] == "job_id"
     assert api.error("GET", "/schedules/999999", 404)["field"] == "schedule_id"

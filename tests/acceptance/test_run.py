@@ -12,16 +12,21 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from app.embedded import free_port, port_open
+from app.notifications import sink
+from app.runner import SAMPLE_RECIPIENT
 from config.settings import QUEUES
 from tests.services import ROOT
 
 pytestmark = pytest.mark.acceptance
+
+T = TypeVar("T")
 
 
 def get(url: str, auth: str | None = None) -> tuple[int, bytes]:
@@ -36,6 +41,14 @@ def get(url: str, auth: str | None = None) -> tuple[int, bytes]:
         return error.code, error.read()
     except OSError:
         return 0, b""
+
+
+def wait_until(condition: Callable[[], T], timeout_s: float) -> T:
+    """``condition``'s first truthy value within ``timeout_s``, else its last value."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return value
 
 
 @pytest.fixture
@@ -129,6 +142,15 @@ def test_run_starts_everything_on_embedded_servers_and_ctrl_c_stops_it(data_dir:
             assert declared.name in listed.stdout, listed.stdout + listed.stderr
         assert get(f"http://127.0.0.1:{ports['flower']}/")[0] == 200
         assert get(f"http://127.0.0.1:{ports['web']}/health/live")[0] == 200
+
+        # Real work from the first minute: the seeded catalog has products short of stock,
+        # the inventory monitor alerts, and the alert mail lands in the local sink.
+        assert f"{data_dir / 'mail'} (no SMTP host)" in printed
+        sent = wait_until(lambda: sink.mails(data_dir / "mail"), 90)
+        assert sent, f"no mail in {data_dir / 'mail'}:\n{log.read_text()[-3000:]}"
+        assert any(m.to == SAMPLE_RECIPIENT and "stock" in m.subject for m in sent), [
+            (m.to, m.subject) for m in sent
+        ]
     finally:
         run.send_signal(signal.SIGINT)  # Ctrl-C
         code = run.wait(120)

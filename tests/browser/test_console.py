@@ -298,3 +298,45 @@ def fire_times(page: Page) -> list[datetime]:
         datetime.fromisoformat(str(item.get_attribute("datetime")))
         for item in page.locator("ol.fire-times time").all()
     ]
+
+
+def test_the_mail_page_lists_what_the_sink_caught_and_shows_it(
+    console: Console, page: Page
+) -> None:
+    from app.notifications import sink
+    from config.settings import get_settings
+
+    mail_dir = get_settings().mail_dir
+    for old in sink.mails(mail_dir, limit=10_000):
+        (mail_dir / old.name).unlink()
+    service = JobService()
+    job_id = service.enqueue("probe.record", {"key": "mail-page"})
+    job = wait_for(
+        lambda: (j := service.get(job_id))["status"] == "completed" and j, 30, "the job done"
+    )
+    service.enqueue(
+        "emails.job_notice",
+        {"job_id": str(job_id), "to": ["ops@example.com"], "finished_at": job["finished_at"]},
+    )
+    [mail] = wait_for(lambda: sink.mails(mail_dir), 30, "the notice in the mail sink")
+
+    page.click(".console-nav a:text-is('Mail')")
+    page.wait_for_url("**/console/mail/")
+    row = page.locator("#mail-list tbody tr")
+    assert row.count() == 1
+    assert "ops@example.com" in row.first.inner_text()
+    page.click(f"#mail-list a:text-is('{mail.subject}')")
+    assert f"probe.record {job_id}" in page.locator("#mail-headers").inner_text()
+    assert f"/console/web/job/{job_id}/change/" in page.locator("#mail-text").inner_text()
+    frame = page.frame_locator("#mail-html")
+    assert frame.locator("h1").inner_text() == "probe.record: completed"
+    assert page.locator("#mail-html").get_attribute("sandbox") == ""
+    shot(page, "10-mail")
+
+    raw = page.request.get(
+        page.locator("a.button", has_text="Download .eml").get_attribute("href") or ""
+    )
+    assert raw.status == 200 and raw.headers["content-type"] == "message/rfc822"
+    assert raw.body() == (mail_dir / mail.name).read_bytes()
+    for wrong in ("..%2F..%2Fetc%2Fpasswd", "not-a-mail.txt", "missing.eml"):
+        assert page.request.get(f"/console/mail/{wrong}/").status == 404

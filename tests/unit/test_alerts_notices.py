@@ -66,13 +66,16 @@ def test_a_resolution_says_resolved_in_green_with_what_the_resolver_said() -> No
     assert body["alert"]["event"] == "resolved"
 
 
-def test_the_email_body_gives_the_detail_then_the_facts() -> None:
-    text = alerts.email_body(alert(count=1, labels=None), Event.FIRING)
-    lines = text.splitlines()
+def test_the_email_gives_the_detail_then_the_facts_in_text_and_html() -> None:
+    mail = alerts.email(alert(count=1, labels=None), Event.FIRING)
+    assert mail.subject == "[CRITICAL] Queue default is backed up"
+    lines = mail.text.splitlines()
     assert lines[0] == "[CRITICAL] Queue default is backed up"
     assert lines[2] == "1200 messages wait; the threshold is 1000"
     assert "key         queue.default.backlog" in lines
     assert "seen        1 time" in lines
+    assert "<th" in mail.html and "queue.default.backlog" in mail.html
+    assert alerts.COLORS["critical"] in mail.html
 
 
 @pytest.mark.parametrize(

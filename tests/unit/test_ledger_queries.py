@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.jobs.models import FINISHED, UNFINISHED, Job, JobStatus
+from app.jobs.models import FINISHED, NOTICE_DUE, NOTICE_INDEX, UNFINISHED, Job, JobStatus
 from app.jobs.store import queries
 
 #: Every named statement of the ledger layer.
@@ -31,7 +31,11 @@ def test_the_upsert_writes_the_columns_of_the_model_that_a_folded_row_carries() 
 
 def test_job_states_are_parameters_but_in_the_upsert_written_in_from_the_enum() -> None:
     written_in = {name for name, sql in STATEMENTS.items() if STATE_LITERAL.search(sql)}
-    assert written_in == {"UPSERT", "UPSERT_TAIL"}
+    # The notifier's read repeats its partial index's condition, word for word.
+    assert written_in == {"UPSERT", "UPSERT_TAIL", "NOTICE_DUE", "NOTICES_DUE"}
+    assert f"WHERE {NOTICE_DUE}\n" in queries.NOTICES_DUE
+    [index] = [i for i in Job.__table__.indexes if i.name == NOTICE_INDEX]
+    assert str(index.dialect_options["postgresql"]["where"]) == NOTICE_DUE
     finished = ", ".join(f"'{status}'" for status in queries.states(FINISHED))
     assert f"WHEN j.status IN ({finished})" in queries.UPSERT_TAIL
     assert "EXCLUDED.status IN ('scheduled', 'queued')" in queries.UPSERT_TAIL

@@ -5,7 +5,8 @@
   and in pages, where driver errors become Conveyor's;
 * :mod:`~app.jobs.store.release`: held jobs and their release, schedules' waiting runs;
 * :mod:`~app.jobs.store.workers`: heartbeats and the recovery of jobs of silent workers;
-* :mod:`~app.jobs.store.figures`: counts and times for statistics, reports, health, metrics.
+* :mod:`~app.jobs.store.figures`: counts and times for statistics, reports, health, metrics;
+* :mod:`~app.jobs.store.notices`: finished jobs someone is to hear of (the notifier).
 
 Functions take the caller's SQLAlchemy connection, so a caller's transaction spans
 them. The claim and the recorder, the worker's hot path, run the statements of
@@ -15,7 +16,7 @@ console's Django models are read-only views of the same tables.
 
 from __future__ import annotations
 
-from app.jobs.store import figures, jobs, queries, release, workers
+from app.jobs.store import figures, jobs, notices, queries, release, workers
 from app.jobs.store.figures import counts
 from app.jobs.store.jobs import EVENTS, JOBS, JobStore, decode_cursor, encode_cursor
 from app.jobs.store.queries import FINISHED_STATES, UNFINISHED_STATES
@@ -31,6 +32,7 @@ __all__ = [
     "encode_cursor",
     "figures",
     "jobs",
+    "notices",
     "queries",
     "release",
     "workers",

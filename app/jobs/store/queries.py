@@ -7,7 +7,8 @@ SQLAlchemy's ``exec_driver_sql`` (everything else). Job states are parameters fe
 from :class:`~app.jobs.models.JobStatus`; only the recorder's upsert, which runs once
 per row of every batch, has them written in from the enum when this module loads
 (as array parameters on every row they made a batch of 500 rows 5-25% slower, measured
-on psycopg's ``executemany``). JobStore's dynamic reads (filters, pages) are SQLAlchemy
+on psycopg's ``executemany``), and the notifier's read, which must repeat its partial
+index's condition. JobStore's dynamic reads (filters, pages) are SQLAlchemy
 Core in :mod:`app.jobs.store.jobs`; migrations aside, no other module writes SQL on
 these tables.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.jobs.models import FINISHED, UNFINISHED, JobStatus
+from app.jobs.models import FINISHED, NOTICE_DUE, UNFINISHED, JobStatus
 
 
 def states(chosen: Iterable[JobStatus]) -> list[str]:
@@ -402,4 +403,22 @@ GROUP BY 1, 2, 3, 4
 SET_PROGRESS = """
 UPDATE jobs SET progress = %(progress)s, progress_message = %(message)s, progress_at = now()
 WHERE id = %(id)s AND status = %(running)s
+"""
+
+# -- notices: mail about finished jobs (app.services.notifier) ----------------------
+
+#: -- notices_due -- finishes the notifier has to deal with, oldest first, locked for this
+#: transaction (another notifier skips them). The condition is the partial index's own
+#: text (``NOTICE_DUE``, with its state written in): PostgreSQL uses a partial index only
+#: for a query whose condition it can prove implies the index's, which a parameter hides.
+NOTICES_DUE = f"""
+SELECT id, handler, status, notify_to, finished_at FROM jobs
+WHERE {NOTICE_DUE}
+ORDER BY finished_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+#: -- notices_dealt_with -- mark finishes as dealt with (their own ``finished_at``).
+NOTICES_DEALT_WITH = """
+UPDATE jobs SET notified_finished_at = finished_at WHERE id = ANY(%(ids)s)
 """

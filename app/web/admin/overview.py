@@ -12,13 +12,23 @@ from app.jobs.store import figures
 from app.web import health
 from app.web.admin.display import STATES
 from beat.service import ScheduleService
-from config.settings import QUEUES, get_settings
+from config.settings import QUEUES, Profile, get_settings
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
     """Context of every page: Flower's address, and the front page's figures (a callable,
     so they are computed only on the page that shows them)."""
-    return {"conveyor_flower_url": flower_url(request), "conveyor_overview": overview}
+    return {
+        "conveyor_flower_url": flower_url(request),
+        "conveyor_overview": overview,
+        "conveyor_mail_sink": mail_sink(),
+    }
+
+
+def mail_sink() -> bool:
+    """True when mail goes to the local sink and the console lists it (its Mail page)."""
+    settings = get_settings()
+    return settings.smtp.host is None and settings.profile is not Profile.PRODUCTION
 
 
 def flower_url(request: HttpRequest) -> str:
