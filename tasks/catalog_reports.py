@@ -3,7 +3,8 @@
 ``reports.catalog_daily`` (06:00, the services framework's daily report) covers the
 previous UTC day, ``reports.catalog_monthly`` (midnight on the 1st) the previous month.
 Each is mailed to ``reports.email_to`` (or the payload's ``email_to``) through the SMTP
-settings: a text body, the same as HTML, and every product sold as a CSV attachment.
+settings, from the ``sales_report`` templates: a text body, the same as HTML, and every
+product sold as a CSV attachment.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.catalog import reports
 from app.catalog.reports import SalesReport
 from app.celery import app
-from app.notifications import email
+from app.notifications import email, templates
 from config.settings import EmailAddress, get_settings
 
 
@@ -59,12 +60,13 @@ def _mail(report: SalesReport, email_to: list[str] | None, filename: str) -> dic
     recipients = list(settings.reports.email_to if email_to is None else email_to)
     message_id = None
     if recipients:
+        mail = templates.render("sales_report", report=report, top=report.top(), filename=filename)
         message = email.build_rich(
             settings.smtp.sender,
             recipients,
-            report.title,
-            report.text(),
-            html=report.html(),
+            mail.subject,
+            mail.text,
+            html=mail.html,
             attachments=[(filename, "text/csv", report.csv())],
         )
         message_id = email.deliver(message)

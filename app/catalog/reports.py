@@ -1,14 +1,13 @@
 """Sales reports of the catalog over a period: per order status, and per product sold.
 
-``build(start, end)`` reads orders placed in [start, end) (UTC). A report renders as
-text, as HTML (for the body of an email) and as CSV (one row per product sold, for
-its attachment). Cancelled orders are counted per status but sell nothing.
+``build(start, end)`` reads orders placed in [start, end) (UTC). A report gives its
+figures, its best sellers (:meth:`SalesReport.top`, what a mail's body lists) and a CSV
+of every product sold. Cancelled orders are counted per status but sell nothing.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,7 @@ from sqlalchemy import Engine
 from app.catalog import store
 from app.db import engine as default_engine
 
-#: Products the HTML and text bodies list (the CSV has them all).
+#: Best sellers a report's mail lists in its body (the CSV has them all).
 TOP_PRODUCTS = 10
 #: Columns of the CSV, one row per product sold.
 CSV_COLUMNS = ("product_id", "name", "quantity", "revenue")
@@ -67,37 +66,9 @@ class SalesReport:
             writer.writerow([row[column] for column in CSV_COLUMNS])
         return out.getvalue().encode()
 
-    def text(self) -> str:
-        """The report as plain text."""
-        lines = [self.title, "", f"Orders: {self.orders}", f"Revenue: {self.revenue}", ""]
-        lines += [f"  {r['status']}: {r['orders']}" for r in self.by_status]
-        lines += ["", f"Top {TOP_PRODUCTS} products:"]
-        lines += [
-            f"  {r['name']}: {r['quantity']} sold, {r['revenue']}"
-            for r in self.products[:TOP_PRODUCTS]
-        ]
-        return "\n".join(lines) + "\n"
-
-    def html(self) -> str:
-        """The report as an HTML document."""
-        e = html.escape
-        statuses = "".join(
-            f"<tr><td>{e(r['status'])}</td><td>{r['orders']}</td><td>{r['total']}</td></tr>"
-            for r in self.by_status
-        )
-        products = "".join(
-            f"<tr><td>{e(r['name'])}</td><td>{r['quantity']}</td><td>{r['revenue']}</td></tr>"
-            for r in self.products[:TOP_PRODUCTS]
-        )
-        return (
-            f"<!DOCTYPE html><html><body><h1>{e(self.title)}</h1>"
-            f"<p>Orders: {self.orders}. Revenue: {self.revenue}.</p>"
-            "<table><tr><th>Status</th><th>Orders</th><th>Total</th></tr>"
-            f"{statuses}</table>"
-            f"<h2>Top {TOP_PRODUCTS} products</h2>"
-            "<table><tr><th>Product</th><th>Sold</th><th>Revenue</th></tr>"
-            f"{products}</table></body></html>"
-        )
+    def top(self) -> list[dict[str, Any]]:
+        """The best-selling products, those a mail's body lists."""
+        return self.products[:TOP_PRODUCTS]
 
 
 def build(title: str, start: datetime, end: datetime, engine: Engine | None = None) -> SalesReport:

@@ -156,7 +156,7 @@ def test_the_daily_report_arrives_as_html_with_its_csv_attached(
     (message,) = handler.messages
     assert message["Subject"] == f"Daily sales report, {day.isoformat()}"
     html = message.get_body(("html",))
-    assert html is not None and "<table>" in html.get_content()
+    assert html is not None and "<table" in html.get_content() and "Revenue:" in html.get_content()
     (attachment,) = message.iter_attachments()
     assert attachment.get_content_type() == "text/csv"
     assert attachment.get_filename() == f"sales-{day.isoformat()}.csv"

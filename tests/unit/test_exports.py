@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from app.catalog import exports
 from app.catalog.reports import SalesReport
+from app.notifications import templates
 from tasks.catalog_reports import DailyReportPayload, MonthlyReportPayload, month_bounds
 from tasks.cleanup import InactiveCleanupPayload
 from tasks.exports import ExportPayload
@@ -153,8 +154,11 @@ def test_a_sales_report_escapes_names_in_html_and_lists_every_product_in_its_csv
     ]
     by_status = [{"status": "paid", "orders": 12, "total": Decimal("42.00")}]
     report = SalesReport("Daily", start, start + timedelta(days=1), by_status, products)
-    assert "<b>1</b>" not in report.html() and "&lt;b&gt;1&lt;/b&gt; &amp; co" in report.html()
-    assert report.html().count("&amp; co") == 10, "the top 10 in the body"
+    mail = templates.render("sales_report", report=report, top=report.top(), filename="s.csv")
+    assert mail.subject == "Daily"
+    assert "<b>1</b>" not in mail.html and "&lt;b&gt;1&lt;/b&gt; &amp; co" in mail.html
+    assert mail.html.count("&amp; co") == 10, "the top 10 in the body"
+    assert "  <b>1</b> & co: 2 sold, 3.50" in mail.text, "text is not escaped"
     rows = list(csv.DictReader(io.StringIO(report.csv().decode(), newline="")))
     assert len(rows) == 12 and rows[0]["revenue"] == "3.50"
     assert report.summary()["revenue"] == "42.00" and report.orders == 12
