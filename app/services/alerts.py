@@ -23,7 +23,8 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -207,6 +208,37 @@ def open_alerts() -> list[Alert]:
     """Every open alert, newest first."""
     with engine().connect() as conn:
         return [Alert.from_row(row) for row in alert_store.open_rows(conn)]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Something wrong now, as a monitor found it: the alert it raises."""
+
+    key: str
+    severity: Severity
+    subject: str
+    detail: str
+    labels: dict[str, Any] = field(default_factory=dict)
+
+
+def reconcile(monitor: str, found: Iterable[Condition], resolution: str) -> set[str]:
+    """Raise an alert for each condition ``monitor`` found (labelled ``monitor``), and
+    resolve, with ``resolution``, the open alerts it raised before that it no longer
+    found; the keys firing now. A monitor resolves only its own alerts."""
+    found = list(found)
+    firing = {condition.key for condition in found}
+    for condition in found:
+        raise_alert(
+            condition.key,
+            condition.severity,
+            condition.subject,
+            condition.detail,
+            {**condition.labels, "monitor": monitor},
+        )
+    for alert in open_alerts():
+        if (alert.labels or {}).get("monitor") == monitor and alert.key not in firing:
+            resolve_alert(alert.key, resolution)
+    return firing
 
 
 def recent_alerts(limit: int = 50) -> list[Alert]:

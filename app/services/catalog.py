@@ -61,9 +61,8 @@ class CacheWarmer(Service):
 class InventoryMonitor(Service):
     """Live products out of stock, critical or low: one alert each, resolved on restock.
 
-    It raises and resolves as :class:`app.services.monitors.Monitor` does (labelled with
-    its name, so it resolves only its own alerts), without importing that module: an
-    import would register Conveyor's built-in monitors in a process that turned them off.
+    It raises and resolves through :func:`app.services.alerts.reconcile`, as Conveyor's
+    monitors do (labelled with its name, so it resolves only its own alerts).
     """
 
     name = "catalog.inventory_monitor"
@@ -74,12 +73,9 @@ class InventoryMonitor(Service):
         """Raise an alert per shortage, resolve those restocked; how many are short."""
         limits = get_settings().catalog
         found = inventory.shortages()
-        firing = set()
-        for short in found:
-            key = f"{STOCK_ALERT_PREFIX}{short.product_id}"
-            firing.add(key)
-            alerts.raise_alert(
-                key,
+        conditions = [
+            alerts.Condition(
+                f"{STOCK_ALERT_PREFIX}{short.product_id}",
                 alerts.Severity.WARNING
                 if short.level is StockLevel.LOW
                 else alerts.Severity.CRITICAL,
@@ -91,12 +87,11 @@ class InventoryMonitor(Service):
                     "product_id": short.product_id,
                     "quantity": short.quantity,
                     "level": short.level.value,
-                    "monitor": self.name,
                 },
             )
-        for alert in alerts.open_alerts():
-            if (alert.labels or {}).get("monitor") == self.name and alert.key not in firing:
-                alerts.resolve_alert(alert.key, "cleared: restocked")
+            for short in found
+        ]
+        alerts.reconcile(self.name, conditions, "cleared: restocked")
         self.detail = {
             level.value: sum(1 for short in found if short.level is level)
             for level in (StockLevel.OUT_OF_STOCK, StockLevel.CRITICAL, StockLevel.LOW)

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from app import lease
 from app.db import engine
@@ -47,20 +46,9 @@ BEAT_LEASE = "beat"
 FAILURES = [JobStatus.FAILED.value, JobStatus.DEAD.value]
 
 
-@dataclass(frozen=True)
-class Condition:
-    """Something wrong now: the alert it raises."""
-
-    key: str
-    severity: alerts.Severity
-    subject: str
-    detail: str
-    labels: dict[str, Any] = field(default_factory=dict)
-
-
 class Monitor(Service):
-    """A singleton that raises an alert per :class:`Condition` its :meth:`check` finds,
-    and resolves the ones it raised before that are no longer found."""
+    """A singleton that raises an alert per :class:`~app.services.alerts.Condition` its
+    :meth:`check` finds, and resolves the ones it raised before that are no longer found."""
 
     mode = Mode.SINGLETON
     every = "60s"  #: replaced by ``monitors.interval_s`` (:meth:`interval_s`)
@@ -72,25 +60,14 @@ class Monitor(Service):
         """``monitors.interval_s``, read when the runtime starts the monitor."""
         return get_settings().monitors.interval_s
 
-    def check(self, conf: MonitorSettings) -> list[Condition]:
+    def check(self, conf: MonitorSettings) -> list[alerts.Condition]:
         """What is wrong now."""
         raise NotImplementedError
 
     def iterate(self) -> int:
         """Raise what is wrong, resolve what cleared; how many conditions hold."""
         found = self.check(get_settings().monitors)
-        firing = {condition.key for condition in found}
-        for condition in found:
-            alerts.raise_alert(
-                condition.key,
-                condition.severity,
-                condition.subject,
-                condition.detail,
-                {**condition.labels, "monitor": self.name},
-            )
-        for alert in alerts.open_alerts():
-            if (alert.labels or {}).get("monitor") == self.name and alert.key not in firing:
-                alerts.resolve_alert(alert.key, f"cleared: {self.what} no more")
+        firing = alerts.reconcile(self.name, found, f"cleared: {self.what} no more")
         self.detail = {"firing": sorted(firing)}
         return len(found)
 
@@ -101,13 +78,13 @@ class QueueMonitor(Monitor):
     name = "conveyor.queues"
     what = "failures or backlog"
 
-    def check(self, conf: MonitorSettings) -> list[Condition]:
+    def check(self, conf: MonitorSettings) -> list[alerts.Condition]:
         now = datetime.now(UTC)
         with engine().connect() as conn:
             failed = figures.ended_by_queue(conn, FAILURES, now - timedelta(seconds=conf.window_s))
             oldest = figures.oldest_queued(conn)
         found = [
-            Condition(
+            alerts.Condition(
                 f"queue.{queue}.failures",
                 alerts.Severity.WARNING,
                 f"{count} jobs of queue {queue} failed",
@@ -123,7 +100,7 @@ class QueueMonitor(Monitor):
             age = (now - since).total_seconds()
             if age > conf.backlog_age_s:
                 found.append(
-                    Condition(
+                    alerts.Condition(
                         f"queue.{queue}.backlog",
                         alerts.Severity.WARNING,
                         f"queue {queue} backed up",
@@ -141,14 +118,14 @@ class MemoryMonitor(Monitor):
     name = "conveyor.memory"
     what = "the worker's memory is over its limit"
 
-    def check(self, conf: MonitorSettings) -> list[Condition]:
+    def check(self, conf: MonitorSettings) -> list[alerts.Condition]:
         fresh_s = 3 * get_settings().ledger.heartbeat_interval_s
         now = datetime.now(UTC)
         with engine().connect() as conn:
             beats = workers.heartbeats(conn)
         limit = conf.worker_rss_mb * 1024 * 1024
         return [
-            Condition(
+            alerts.Condition(
                 f"worker.{beat['hostname']}.memory",
                 alerts.Severity.WARNING,
                 f"worker {beat['hostname']} holds {beat['rss_bytes'] / 2**20:.0f} MB",
@@ -171,7 +148,7 @@ class BeatMonitor(Monitor):
     #: Monotonic time since which no leader was seen (None: one was, at the last look).
     leaderless_since: float | None = None
 
-    def check(self, conf: MonitorSettings) -> list[Condition]:
+    def check(self, conf: MonitorSettings) -> list[alerts.Condition]:
         with engine().connect() as conn:
             leader = lease.holders(conn, BEAT_LEASE).get(BEAT_LEASE)
         if leader is not None:
@@ -183,7 +160,7 @@ class BeatMonitor(Monitor):
         if gone_s < conf.beat_leader_grace_s:
             return []
         return [
-            Condition(
+            alerts.Condition(
                 "beat.leader",
                 alerts.Severity.CRITICAL,
                 "no beat leads: recurring jobs do not fire",
@@ -199,7 +176,7 @@ class ServicesMonitor(Monitor):
     name = "conveyor.services"
     what = "the service is degraded or failed"
 
-    def check(self, conf: MonitorSettings) -> list[Condition]:
+    def check(self, conf: MonitorSettings) -> list[alerts.Condition]:
         fresh_s = 3 * get_settings().services.heartbeat_interval_s
         with engine().connect() as conn:
             rows = store.rows(conn, fresh_s)
@@ -222,7 +199,7 @@ class ServicesMonitor(Monitor):
             if not (degraded or failed):
                 continue
             found.append(
-                Condition(
+                alerts.Condition(
                     f"service.{row['name']}.{row['host']}.{state}",
                     alerts.Severity.CRITICAL if failed else alerts.Severity.WARNING,
                     f"service {row['name']} is {state} on {row['host']}",
