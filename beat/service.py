@@ -322,8 +322,9 @@ class ScheduleService:
                     outcome[item.name] = "created"
                     continue
                 options = self._options(existing)
-                stored = digest(self._definition(self._describe(existing)))
-                if options.synced_hash and stored != options.synced_hash:
+                definition = self._definition(self._describe(existing))
+                stored = digest(definition)
+                if options.synced_hash and not as_synced(definition, options.synced_hash):
                     outcome[item.name] = f"kept: edited by {options.edited_by or 'someone'}"
                 elif stored == digest(wanted) and options.synced_hash == stored:
                     outcome[item.name] = "unchanged"
@@ -377,7 +378,7 @@ class ScheduleService:
                     # Beat disabled it (it cannot schedule it: its task is gone, say),
                     # which is no operator's edit.
                     stored["enabled"] = True
-                if options.synced_hash and digest(stored) == options.synced_hash:
+                if options.synced_hash and as_synced(stored, options.synced_hash):
                     periodic.delete()
                     outcome[periodic.name] = "deleted: no longer declared"
                     continue
@@ -495,8 +496,7 @@ class ScheduleService:
 
     @staticmethod
     def _definition(info: dict[str, Any]) -> dict[str, Any]:
-        keys = ("task", "cron", "timezone", "kwargs", "queue", "misfire", "overlap", "enabled")
-        return {key: info[key] for key in keys}
+        return {key: info[key] for key in DEFINITION}
 
     def _declared(self, item: Recurring) -> dict[str, Any]:
         try:
@@ -512,7 +512,24 @@ class ScheduleService:
             "misfire": item.misfire,
             "overlap": item.overlap,
             "enabled": True,
+            "description": item.description,
         }
+
+
+#: What a declared schedule's sync digest covers: what an edit would change.
+DEFINITION = (
+    "task", "cron", "timezone", "kwargs", "queue", "misfire", "overlap", "enabled", "description",
+)  # fmt: skip
+
+
+def as_synced(definition: dict[str, Any], synced_hash: str) -> bool:
+    """True when a schedule's ``definition`` is as the sync last wrote it (``synced_hash``).
+
+    Rows synced before the description was part of the digest match without it: their
+    description is the code's, and the next sync brings it up to date."""
+    if digest(definition) == synced_hash:
+        return True
+    return digest({k: v for k, v in definition.items() if k != "description"}) == synced_hash
 
 
 def _first_or_create(model: Any, **fields: Any) -> Any:

@@ -162,6 +162,44 @@ def test_declared_defaults_are_created_updated_and_an_operators_edit_is_kept(
     assert service.get(DEFAULT_SCHEDULES[0].name)["enabled"] is False
 
 
+def test_a_description_follows_the_code_unless_an_operator_rewrote_it(
+    service: ScheduleService,
+) -> None:
+    first, second = DEFAULT_SCHEDULES[0], DEFAULT_SCHEDULES[1]
+    service.sync_defaults()
+    reworded = [
+        Recurring(**{**item.__dict__, "description": f"{item.description} (reworded)"})
+        if item in (first, second)
+        else item
+        for item in DEFAULT_SCHEDULES
+    ]
+    service.update(second.name, description="our own words", actor="alice")
+    outcome = service.sync_defaults(reworded)
+    assert outcome[first.name] == "updated"
+    assert service.get(first.name)["description"] == f"{first.description} (reworded)"
+    assert outcome[second.name] == "kept: edited by alice"
+    assert service.get(second.name)["description"] == "our own words"
+
+
+def test_a_default_synced_before_descriptions_counted_is_brought_up_to_date(
+    service: ScheduleService,
+) -> None:
+    from beat.defaults import digest
+
+    first = DEFAULT_SCHEDULES[0]
+    service.sync_defaults()
+    # As an older release stored it: a digest of the definition without its description.
+    definition = service._definition(service._describe(service._task(first.name)))
+    legacy = digest({k: v for k, v in definition.items() if k != "description"})
+    options = service._options(service._task(first.name))
+    options.synced_hash = legacy
+    options.save()
+    # Not mistaken for an operator's edit: updated once (its description is the code's),
+    # then in step.
+    assert service.sync_defaults()[first.name] == "updated"
+    assert service.sync_defaults()[first.name] == "unchanged"
+
+
 def test_an_expression_edit_moves_the_cursor_to_the_edit(service: ScheduleService) -> None:
     service.create("m", "demo.ping", "0 3 * * *")
     with engine().connect() as conn:
