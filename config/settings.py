@@ -344,7 +344,8 @@ class CacheSettings(BaseModel):
     url: str | None = None
     #: Seconds the hourly job statistics stay cached and answer ``/api/v1/stats`` instead
     #: of live counts (its ``generated_at`` says when they were counted); 0 caches
-    #: nothing (always live). The console's front page always counts live.
+    #: nothing (always live). The console's front page shows them (its jobs per queue and
+    #: state always count live).
     stats_ttl_s: int = Field(default=7200, ge=0)
 
 

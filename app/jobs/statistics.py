@@ -3,8 +3,9 @@
 The hourly ``statistics.job_stats`` task calls :func:`refresh`; ``/api/v1/stats`` calls
 :func:`cached` and counts live when it gives None (no run yet, older than
 ``cache.stats_ttl_s``, another window, Redis unreachable). Both sides agree on
-:class:`JobStats`, the shape of what is cached. The console's front page always
-counts now: an operator acts on what it shows.
+:class:`JobStats`, the shape of what is cached. The console's front page shows them
+in its Hourly statistics panel, beside its table of jobs per queue and state, which
+always counts now: an operator acts on what that table shows.
 """
 
 from __future__ import annotations

@@ -340,3 +340,27 @@ def test_the_mail_page_lists_what_the_sink_caught_and_shows_it(
     assert raw.body() == (mail_dir / mail.name).read_bytes()
     for wrong in ("..%2F..%2Fetc%2Fpasswd", "not-a-mail.txt", "missing.eml"):
         assert page.request.get(f"/console/mail/{wrong}/").status == 404
+
+
+def test_the_front_page_shows_the_hourly_statistics_once_they_are_counted(
+    console: Console, page: Page
+) -> None:
+    from app.jobs import statistics
+
+    statistics.cache().delete(statistics.CACHE_KEY)
+    page.goto("/console/")
+    assert "No hourly statistics yet" in page.locator("#hourly-statistics").inner_text()
+    service = JobService()
+    done = [service.enqueue("probe.record", {"key": f"stats-{i}"}) for i in range(3)]
+    wait_for(lambda: all(service.get(j)["status"] == "completed" for j in done), 30, "three jobs")
+    # What the hourly schedule runs, on the console's worker.
+    run = service.enqueue("statistics.job_stats", {"hours": 24})
+    wait_for(lambda: service.get(run)["status"] == "completed", 30, "the statistics run")
+    page.goto("/console/")
+    panel = page.locator("#hourly-statistics")
+    assert "over the last 24 h" in panel.inner_text()
+    row = panel.locator("tr", has=page.locator("th", has_text="probe.record"))
+    cells = row.locator("td").all_inner_texts()
+    assert int(cells[0]) >= 3 and int(cells[1]) >= 3, cells
+    assert cells[2].endswith(" s"), cells
+    shot(page, "11-hourly-statistics")

@@ -1,18 +1,24 @@
-"""The console's front page: jobs per queue and state, broker depths, the beat leader."""
+"""The console's front page: jobs per queue and state, broker depths, the beat leader, and
+the hourly statistics."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.http import HttpRequest
 
 from app.db import engine
+from app.jobs import statistics
 from app.jobs.store import figures
 from app.web import health
 from app.web.admin.display import STATES
 from beat.service import ScheduleService
 from config.settings import QUEUES, Profile, get_settings
+
+#: Tasks the front page lists from the hourly statistics (the busiest).
+HOURLY_TASKS = 15
 
 
 def console(request: HttpRequest) -> dict[str, Any]:
@@ -65,6 +71,31 @@ def overview() -> dict[str, Any]:
         "broker_error": broker_error,
         "leader": ScheduleService().leader(),
         "dead": sum(by_state["dead"] for by_state in counts.values()),
+        "hourly": hourly(),
+    }
+
+
+def hourly() -> dict[str, Any] | None:
+    """The hourly statistics (``statistics.job_stats``) while fresh: when they were
+    counted, over how long, and per task the jobs created and their run times, busiest
+    first; None when there are none (no run yet, expired, Redis unreachable)."""
+    stats = statistics.cached()
+    if stats is None:
+        return None
+    durations = stats["durations"]
+    tasks = [
+        {"task": task, "created": created, **durations.get(task, {})}
+        for task, created in sorted(
+            stats["created"]["by_handler"].items(), key=lambda item: (-item[1], item[0])
+        )
+    ]
+    return {
+        "generated_at": datetime.fromisoformat(stats["generated_at"]),
+        "hours": stats["hours"],
+        "total": stats["created"]["total"],
+        "tasks": tasks[:HOURLY_TASKS],
+        "more": max(0, len(tasks) - HOURLY_TASKS),
+        "ttl_s": get_settings().cache.stats_ttl_s,
     }
 
 
