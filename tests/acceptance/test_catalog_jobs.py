@@ -37,6 +37,9 @@ from tests.servers import Broker, use_broker
 pytestmark = pytest.mark.acceptance
 
 #: The catalog's schedules: name → task.
+#: Products seeded: the catalog document's 10,000.
+PRODUCTS = 10_000
+
 CATALOG = {
     "catalog-daily-analytics": "catalog.daily_analytics",
     "catalog-cache-cleanup": "catalog.cleanup_cache",
@@ -79,7 +82,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, catalog_broker: Broker) ->
         patch.setenv("CONVEYOR_STORAGE__ROOT", str(root))
         get_settings.cache_clear()
         _forget()
-        seed.seed(200, rng_seed=11)
+        seed.seed(PRODUCTS, rng_seed=11)
         ScheduleService().sync_defaults()
         try:
             yield root
@@ -226,6 +229,6 @@ def test_a_services_process_runs_the_three_catalog_services(api: Api, catalog: P
             {"p": f"{STOCK_ALERT_PREFIX}%"},
         ).all()
     assert len(alerts) == short and {row.count for row in alerts} == {1}  # one look in 1 h
-    assert cache.get(cache.COUNTS)["products"] == 200
+    assert cache.get(cache.COUNTS)["products"] == PRODUCTS
     assert 0 < cache.client().ttl(cache.CATEGORIES) <= cache.WARM_TTL_S
     forget_services()

@@ -70,11 +70,15 @@ def sink() -> Iterator[tuple[Sink, int]]:
     controller.stop()
 
 
+#: Products seeded for each test: the catalog document's 10,000.
+PRODUCTS = 10_000
+
+
 @pytest.fixture
 def catalog() -> Iterator[None]:
     with engine().begin() as conn:
         conn.execute(text(f"TRUNCATE {TABLES}, stored_files RESTART IDENTITY"))
-    seed.seed(300, rng_seed=14)
+    seed.seed(PRODUCTS, rng_seed=14)
     yield
     with engine().begin() as conn:
         conn.execute(text(f"TRUNCATE {TABLES}, stored_files RESTART IDENTITY"))
@@ -115,7 +119,7 @@ def test_an_export_mails_a_link_the_web_process_serves_exactly_and_guards(
             wait_for(lambda: service.get(job_id)["status"] == "completed", 60, "the export")
         job = service.get(job_id)
         assert job["progress"] == 100, job
-        assert job["progress_message"] == "300 products exported as csv, link mailed"
+        assert job["progress_message"] == f"{PRODUCTS} products exported as csv, link mailed"
 
         (message,) = handler.messages
         assert message["To"] == "ops@example.com"
@@ -128,7 +132,7 @@ def test_an_export_mails_a_link_the_web_process_serves_exactly_and_guards(
         with files_at(root).open(job["result"]["name"]) as stored:
             assert data == stored.read()
         rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
-        assert [int(r["id"]) for r in rows] == list(range(1, 301))
+        assert [int(r["id"]) for r in rows] == list(range(1, PRODUCTS + 1))
 
         last = links[0][-1]
         altered = links[0][:-1] + ("A" if last != "A" else "B")
@@ -241,4 +245,4 @@ def test_a_worker_runs_the_cleanup_dry_then_for_real_with_progress(
     assert service.get(real)["progress"] == 100
     with engine().connect() as conn:
         left = conn.execute(text("SELECT count(*) FROM catalog_products")).scalar_one()
-    assert left == 300 - deletable
+    assert left == PRODUCTS - deletable
