@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.ledger
 	$(PY) -m bench.beat
+	$(PY) -m bench.export
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
