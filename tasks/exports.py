@@ -21,7 +21,7 @@ from app.catalog import exports
 from app.catalog.store import ORDER_STATUSES
 from app.celery import app
 from app.db import engine
-from app.errors import PermanentError
+from app.errors import FileTooLarge, PermanentError
 from app.jobs.task import ConveyorTask
 from app.notifications import email, templates
 from app.storage import dated, storage
@@ -105,7 +105,12 @@ def export(
     job_id = uuid.UUID(self.request.id) if self.request.id else uuid.uuid4()
     name = dated("exports", f"{job.kind}-{job_id.hex}.{extension}", datetime.now(UTC).date())
 
+    limit = storage().max_file_bytes
+
     def progress(done: int, total: int) -> None:
+        # Storage would refuse the file at the end: stop as soon as it is too large.
+        if out.tell() > limit:
+            raise FileTooLarge(name, limit)
         self.progress(90 * done / total if total else 90, f"{done} of {total} rows written")
 
     with tempfile.TemporaryFile() as out, engine().connect() as conn:

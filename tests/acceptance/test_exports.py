@@ -139,6 +139,30 @@ def test_an_export_mails_a_link_the_web_process_serves_exactly_and_guards(
         assert get(altered)[0] == 403
 
 
+def test_an_export_over_the_file_limit_stops_at_once_naming_it_and_stores_nothing(
+    broker: Broker, effects: Effects, catalog: None, sink: tuple[Sink, int], tmp_path: Path
+) -> None:
+    handler, port = sink
+    root = tmp_path / "storage"
+    env = {
+        "CONVEYOR_SMTP__HOST": "127.0.0.1",
+        "CONVEYOR_SMTP__PORT": str(port),
+        "CONVEYOR_STORAGE__ROOT": str(root),
+        "CONVEYOR_STORAGE__MAX_FILE_BYTES": "100000",  # the first 1,000 rows are more
+    }
+    service = JobService(app)
+    with Worker(broker.url, queues="reports", env=env):
+        job_id = service.enqueue(
+            "reports.export", {"kind": "products", "format": "csv", "email_to": ["a@example.com"]}
+        )
+        job = wait_for(
+            lambda: (j := service.get(job_id))["status"] == "dead" and j, 60, "the export dead"
+        )
+    assert "over the limit of 100000 bytes (storage.max_file_bytes)" in job["last_error"]
+    assert job["attempts"] == 1 and not job["progress"], "stopped at its first chunk"
+    assert files_at(root).list_files("exports/") == [] and handler.messages == []
+
+
 def test_the_daily_report_arrives_as_html_with_its_csv_attached(
     broker: Broker, effects: Effects, catalog: None, sink: tuple[Sink, int]
 ) -> None:
