@@ -9,8 +9,10 @@ is retried under the task's policy and a refusal is in the ledger).
 Every two seconds one host (a singleton) reads the finishes not dealt with yet (a
 partial index holds only those: the look is free when there are none), enqueues the
 mails *in the same transaction* that marks the finishes dealt with, and commits: a
-crash at any point leaves either both or neither, so no finish is mailed twice or
-lost. A requeued job that finishes again is due again. The mail about a mail job that
+crash at any point leaves either both or neither, so no finish gets two mail jobs or
+none. (The mail job itself is delivered at least once, as every job is: a worker
+killed between the SMTP server's answer and the job's outcome sends it again.) A
+requeued job that finishes again is due again. The mail about a mail job that
 went dead is never sent (that would loop through a broken SMTP server).
 """
 
