@@ -1,6 +1,9 @@
 """Recurring jobs made by ``JobService.enqueue`` with a cron expression, fired by a real
-beat and run by a real worker: each fire a job, an update of the expression followed
-within seconds, a delete that stops it."""
+beat and run by a real worker, on both brokers: on seconds slots, each fire a job, an
+update followed within seconds, a delete that stops it (the same on minute slots, with
+``*/1`` then ``*/2``, is :mod:`tests.acceptance.recurring_minutes`); and a
+run-on-startup schedule fires once for a cluster of beats.
+"""
 
 from __future__ import annotations
 
