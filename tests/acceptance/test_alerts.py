@@ -174,11 +174,21 @@ def channels(system: Channels) -> Channels:
 def settled(job_id: uuid.UUID, status: str = "completed") -> dict[str, Any]:
     """The job once it reached ``status`` in the ledger."""
     service = JobService()
-    return wait_for(
-        lambda: (job := service.get(job_id))["status"] == status and job,
-        60,
-        f"job {job_id} {status}",
-    )
+    try:
+        return wait_for(
+            lambda: (job := service.get(job_id))["status"] == status and job,
+            60,
+            f"job {job_id} {status}",
+        )
+    except pytest.fail.Exception:
+        # Say where it stopped: the state, the attempts and the history.
+        job = service.get(job_id)
+        events = [(e["to_status"], str(e["at"]), e["detail"]) for e in service.history(job_id)]
+        pytest.fail(
+            f"job {job_id} never became {status}: {job['status']} after {job['attempts']} "
+            f"attempt(s), release_at={job['release_at']}, last_error={job['last_error']!r}, "
+            f"history={events}"
+        )
 
 
 def test_five_raises_within_the_cooldown_notify_once_and_once_more_after_it(
