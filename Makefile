@@ -25,8 +25,9 @@ run: $(STAMP)
 	$(PY) -m app run
 
 # Test modules run in TEST_PROCESSES parallel processes (pytest-xdist), a module's tests
-# together; each process has its own database, Redis database and RabbitMQ vhost.
-TEST_PROCESSES ?= 2
+# together; each process has its own database, Redis database and RabbitMQ vhost. Most
+# acceptance tests wait (on processes, slots, timeouts), so three keep two cores busy.
+TEST_PROCESSES ?= 3
 
 test: $(STAMP) browsers
 	$(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
