@@ -12,25 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from app.catalog import search, seed, store
 from app.db import engine
 from app.runner import CATALOG_SEED
 from tests.acceptance.api_support import Api, running, token
 from tests.acceptance.workers import ROOT, Web
+from tests.catalog_support import empty_catalog_tables
 
 pytestmark = pytest.mark.acceptance
-
-TABLES = (
-    "catalog_search_documents, catalog_cursors, catalog_audit_log, catalog_order_lines, "
-    "catalog_orders, catalog_customers, catalog_inventory, catalog_products, catalog_categories"
-)
-
-
-def empty_catalog() -> None:
-    with engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
 
 
 def counts() -> dict[str, int]:
@@ -64,20 +54,20 @@ def reader(web: Web) -> Api:
 @pytest.fixture
 def catalog() -> Iterator[None]:
     """A small seeded catalog, indexed, where "quokka" is in one name and one description."""
-    empty_catalog()
+    empty_catalog_tables()
     seed.seed(300, rng_seed=11)
     with engine().begin() as conn:
         store.update_product(conn, 12, description="A favourite of every quokka we asked.")
         store.update_product(conn, 34, name="Quokka Reading Lamp")
     search.sync_stored()
     yield
-    empty_catalog()
+    empty_catalog_tables()
 
 
 def test_seeding_ten_thousand_products_from_the_command_line_completes_well_within_a_minute() -> (
     None
 ):
-    empty_catalog()
+    empty_catalog_tables()
     started = time.monotonic()
     done = app_command("catalog", "seed", "--products", "10000", "--seed", "1", timeout_s=120)
     elapsed_s = time.monotonic() - started
@@ -88,12 +78,12 @@ def test_seeding_ten_thousand_products_from_the_command_line_completes_well_with
     assert found["products"] == found["inventory"] == found["documents"] == 10_000
     assert found["orders"] == 5000 and found["customers"] == 1000
     assert "seeded 10000 products" in done.stdout and "indexed 10000 for search" in done.stdout
-    empty_catalog()
+    empty_catalog_tables()
 
 
 def test_the_first_start_seeds_an_empty_catalog_once() -> None:
     """``make run`` calls this on every start: it seeds the first time only."""
-    empty_catalog()
+    empty_catalog_tables()
     first = app_command(*CATALOG_SEED)
     assert first.returncode == 0, first.stderr
     assert counts()["products"] == 500
@@ -101,7 +91,7 @@ def test_the_first_start_seeds_an_empty_catalog_once() -> None:
     second = app_command(*CATALOG_SEED)
     assert second.returncode == 0, second.stderr
     assert "--if-empty seeds nothing" in second.stdout and counts()["products"] == 500
-    empty_catalog()
+    empty_catalog_tables()
 
 
 def test_search_answers_ranked_matches_name_before_description(reader: Api, catalog: None) -> None:

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from app.catalog import cache, seed
-from app.db import engine
-from app.services.catalog import STOCK_ALERT_PREFIX, CacheWarmer, InventoryMonitor, SearchSync
+from app.services.catalog import CacheWarmer, InventoryMonitor, SearchSync
 from app.storage import storage
 from beat.service import ScheduleService
 from config.settings import get_settings
@@ -41,7 +39,7 @@ from tests.acceptance.conftest import wait_for
 from tests.acceptance.test_catalog_jobs import CATALOG
 from tests.acceptance.test_services import Services, forget_services
 from tests.acceptance.workers import Web
-from tests.catalog_support import empty_catalog_tables
+from tests.catalog_support import forget_catalog
 
 pytestmark = pytest.mark.acceptance
 
@@ -55,24 +53,6 @@ CRONS = {
 }
 
 
-def _forget() -> None:
-    """No catalog rows, jobs, files, stock alerts or cache keys (this module's or another's)."""
-    empty_catalog_tables()
-    with engine().begin() as conn:
-        conn.execute(text("DELETE FROM stored_files WHERE name LIKE 'catalog/%'"))
-        conn.execute(text("DELETE FROM alerts WHERE key LIKE :p"), {"p": f"{STOCK_ALERT_PREFIX}%"})
-        conn.execute(
-            text(
-                "DELETE FROM job_events WHERE job_id IN "
-                "(SELECT id FROM jobs WHERE handler LIKE 'catalog.%')"
-            )
-        )
-        conn.execute(text("DELETE FROM jobs WHERE handler LIKE 'catalog.%'"))
-    client = cache.client()
-    for key in client.scan_iter(match=f"{cache.PREFIX}*"):
-        client.delete(key)
-
-
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A small seeded catalog, its schedules declared, and storage under a temporary root
@@ -81,13 +61,13 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONVEYOR_STORAGE__ROOT", str(root))
         get_settings.cache_clear()
-        _forget()
+        forget_catalog()
         seed.seed(30, rng_seed=7)
         ScheduleService().sync_defaults()
         try:
             yield root
         finally:
-            _forget()
+            forget_catalog()
             get_settings.cache_clear()
     get_settings.cache_clear()
 

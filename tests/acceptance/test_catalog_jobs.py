@@ -31,7 +31,7 @@ from tests.acceptance.api_support import Api, running, token
 from tests.acceptance.conftest import wait_for
 from tests.acceptance.test_services import Services, forget_services
 from tests.acceptance.workers import Web
-from tests.catalog_support import TABLES
+from tests.catalog_support import forget_catalog
 from tests.servers import Broker, use_broker
 
 pytestmark = pytest.mark.acceptance
@@ -49,24 +49,6 @@ CATALOG = {
 }
 
 
-def _forget() -> None:
-    with engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY"))
-        conn.execute(text("DELETE FROM stored_files WHERE name LIKE 'catalog/%'"))
-        conn.execute(text("DELETE FROM alerts WHERE key LIKE :p"), {"p": f"{STOCK_ALERT_PREFIX}%"})
-        # The jobs of the module's run on the other broker.
-        conn.execute(
-            text(
-                "DELETE FROM job_events WHERE job_id IN "
-                "(SELECT id FROM jobs WHERE handler LIKE 'catalog.%')"
-            )
-        )
-        conn.execute(text("DELETE FROM jobs WHERE handler LIKE 'catalog.%'"))
-    client = cache.client()
-    for key in client.scan_iter(match=f"{cache.PREFIX}*"):
-        client.delete(key)
-
-
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
 def catalog_broker(request: pytest.FixtureRequest) -> Iterator[Broker]:
     """Each broker in turn, for the web process and worker of the module's tests."""
@@ -81,13 +63,13 @@ def catalog(tmp_path_factory: pytest.TempPathFactory, catalog_broker: Broker) ->
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONVEYOR_STORAGE__ROOT", str(root))
         get_settings.cache_clear()
-        _forget()
+        forget_catalog()
         seed.seed(PRODUCTS, rng_seed=11)
         ScheduleService().sync_defaults()
         try:
             yield root
         finally:
-            _forget()
+            forget_catalog()
             get_settings.cache_clear()
     get_settings.cache_clear()
 
