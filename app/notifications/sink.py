@@ -34,6 +34,7 @@ class Mail:
     at: datetime
     size_bytes: int
     message: EmailMessage
+    path: Path
 
     @property
     def subject(self) -> str:
@@ -57,6 +58,10 @@ class Mail:
         part = self.message.get_body(preferencelist=("html",))
         return None if part is None else str(part.get_content())
 
+    def raw(self) -> bytes:
+        """The mail's bytes, as sent."""
+        return self.path.read_bytes()
+
     def attachments(self) -> list[tuple[str, str, int]]:
         """Each attached file: its name, content type and size in bytes."""
         return [
@@ -78,6 +83,7 @@ def _read(path: Path) -> Mail:
         at=datetime.fromtimestamp(stat.st_mtime, UTC),
         size_bytes=stat.st_size,
         message=message,  # policy.default makes an EmailMessage
+        path=path,
     )
 
 
@@ -99,9 +105,3 @@ def mail(directory: Path, name: str) -> Mail:
     if not path.is_file():
         raise NotInSink(name)
     return _read(path)
-
-
-def raw(directory: Path, name: str) -> bytes:
-    """The mail's bytes, as sent; :class:`NotInSink` as :func:`mail`."""
-    mail(directory, name)
-    return (directory / name).read_bytes()

@@ -9,6 +9,8 @@ attachments. With an SMTP host, or in production, the page does not exist.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -26,11 +28,24 @@ def sink_dir() -> str:
     return str(get_settings().mail_dir)
 
 
-def inbox(request: HttpRequest) -> HttpResponse:
-    """The newest mails of the sink."""
+def _sink() -> Path:
+    """The sink's directory; 404 when mail goes to an SMTP server (or in production)."""
     if not enabled():
         raise Http404("mail goes to an SMTP server, not to the mail sink")
-    found = sink.mails(get_settings().mail_dir)
+    return get_settings().mail_dir
+
+
+def _mail(name: str) -> sink.Mail:
+    """The sink's mail ``name``; 404 naming it when there is none."""
+    try:
+        return sink.mail(_sink(), name)
+    except sink.NotInSink as exc:
+        raise Http404(str(exc)) from None
+
+
+def inbox(request: HttpRequest) -> HttpResponse:
+    """The newest mails of the sink."""
+    found = sink.mails(_sink())
     return TemplateResponse(
         request, "admin/web/mail_list.html", {**_context(request, "Mail"), "mails": found}
     )
@@ -38,12 +53,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 def message(request: HttpRequest, name: str) -> HttpResponse:
     """One mail of the sink."""
-    if not enabled():
-        raise Http404("mail goes to an SMTP server, not to the mail sink")
-    try:
-        found = sink.mail(get_settings().mail_dir, name)
-    except sink.NotInSink as exc:
-        raise Http404(str(exc)) from None
+    found = _mail(name)
     return TemplateResponse(
         request,
         "admin/web/mail_detail.html",
@@ -53,12 +63,6 @@ def message(request: HttpRequest, name: str) -> HttpResponse:
 
 def raw(request: HttpRequest, name: str) -> HttpResponse:
     """The mail as it was sent, as a ``.eml`` download."""
-    if not enabled():
-        raise Http404("mail goes to an SMTP server, not to the mail sink")
-    try:
-        data = sink.raw(get_settings().mail_dir, name)
-    except sink.NotInSink as exc:
-        raise Http404(str(exc)) from None
-    response = HttpResponse(data, content_type="message/rfc822")
+    response = HttpResponse(_mail(name).raw(), content_type="message/rfc822")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
