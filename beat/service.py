@@ -279,14 +279,19 @@ class ScheduleService:
         created: list[Any] = []
         with engine().begin() as conn:
             row = tables.load_row(conn, periodic.id)
+            if row is None:  # deleted since it was looked up (a concurrent DELETE)
+                raise ScheduleNotFound(name)
             plan = tables.build_plan(row, now)
             Firing(app, f"run now by {actor}").fire(
                 conn, plan, now, f"run now by {actor}", created, outcome="triggered"
             )
         if created:
             Releaser(app).release_due(created)
-        last: dict[str, Any] = self.history(name, 1)[0]
-        return last
+        last = self.history(name, 1)
+        if not last:  # deleted, with its history, since it fired
+            raise ScheduleNotFound(name)
+        fire: dict[str, Any] = last[0]
+        return fire
 
     # the declarative defaults ------------------------------------------------
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -268,3 +269,22 @@ def test_a_default_the_code_no_longer_declares_is_deleted_or_disabled_if_edited(
     assert service.sync_defaults() == {item.name: "unchanged" for item in DEFAULT_SCHEDULES}
     assert service.get(tuned.name)["enabled"] is True
     assert service.get(tuned.name)["error"] == ""
+
+
+def test_a_schedule_deleted_while_it_is_triggered_is_not_found_not_a_crash(
+    service: ScheduleService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.errors import ScheduleNotFound
+
+    service.create("gone-soon", "demo.ping", "0 3 * * *")
+    lookup = service._task
+
+    def racing(name: str) -> Any:
+        found = lookup(name)
+        monkeypatch.setattr(service, "_task", lookup)
+        service.delete(name)  # another request deletes it between the lookup and the fire
+        return found
+
+    monkeypatch.setattr(service, "_task", racing)
+    with pytest.raises(ScheduleNotFound, match="gone-soon"):
+        service.trigger("gone-soon", actor="alice")
