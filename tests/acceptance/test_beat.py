@@ -129,8 +129,8 @@ def test_misfire_policies_after_beat_was_down_for_three_hourly_slots(
     sql("UPDATE conveyor_schedule SET cursor = :c", c=hour - timedelta(seconds=5))
     # The clock runs from the launch: a beat slow to start on a loaded machine would
     # find the first slot past the default 5 s grace, a misfire 'skip' rightly drops.
-    # The missed slots below are hours late, far past this grace too.
-    grace = {"CONVEYOR_BEAT__MISFIRE_GRACE_S": "60"}
+    # The missed slots below are half an hour late and more, far past this grace too.
+    grace = {"CONVEYOR_BEAT__MISFIRE_GRACE_S": "600"}
     with Beat(broker.url, clock_offset_s=offset, env=grace):
         wait_for(lambda: all(fires(p) for p in ("fire_once", "skip", "catch_up")), 60, "the slot")
     assert [r["outcome"] for r in fires("skip")] == ["enqueued"], "the slot fired on time"
