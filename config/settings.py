@@ -291,7 +291,8 @@ class ServicesSettings(BaseModel):
     #: built-in ones (a JSON list, e.g. ``["myapp.services"]``).
     modules: list[str] = []
     #: Run Conveyor's built-in services too: the ledger census, which logs the jobs per
-    #: state every 30 s, and the monitors (``monitors.enabled``).
+    #: state every 30 s, the notifier, which mails about finished jobs, and the monitors
+    #: (``monitors.enabled``).
     builtins: bool = True
     #: This host's name in the ``services`` table and in singleton leases; None: the
     #: machine's host name. Two services processes on one machine each need their own.
