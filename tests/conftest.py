@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 #: Names that lived here before the servers moved to tests.servers; tests written
 #: against them keep working (tests under tests/ import them from tests.servers).
 _MOVED = frozenset(
@@ -32,3 +34,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(servers, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that say ``STARTS_FIRST = True`` (the longest: minutes of real slots) come
+    first, so that the parallel processes (``--dist loadfile``, which hands modules out in
+    this order) take them up at the start rather than leave them for a long tail."""
+    items.sort(key=lambda item: not getattr(getattr(item, "module", None), "STARTS_FIRST", False))

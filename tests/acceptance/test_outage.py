@@ -23,6 +23,8 @@ from tests.servers import Broker, database_url
 from tests.services import ROOT
 
 pytestmark = pytest.mark.acceptance
+#: Minutes of waiting: taken up first by the parallel processes (tests/conftest.py).
+STARTS_FIRST = True
 
 PRODUCER = """
 import sys, time

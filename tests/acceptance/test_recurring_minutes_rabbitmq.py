@@ -15,6 +15,8 @@ from tests.acceptance.recurring_minutes import (
 from tests.servers import Broker, use_broker
 
 pytestmark = pytest.mark.acceptance
+#: Six minutes: taken up first by the parallel processes (tests/conftest.py).
+STARTS_FIRST = True
 
 clean = test_recurring.clean
 

@@ -22,6 +22,8 @@ from tests.servers import Broker
 from tests.services import ROOT
 
 pytestmark = pytest.mark.acceptance
+#: Minutes of waiting: taken up first by the parallel processes (tests/conftest.py).
+STARTS_FIRST = True
 
 #: A Redis visibility timeout far below the delay: an ETA kept in the broker would be
 #: handed to a second worker while the first still holds it (celery#2599).
