@@ -169,7 +169,12 @@ class ConveyorScheduler(DatabaseScheduler):  # type: ignore[misc]
                 self._disable(row, describe_error(exc))
                 continue
             old = self.plans.get(row["id"])
-            plan.appeared_after = previous if old is None else old.appeared_after
+            if old is not None:
+                plan.appeared_after = old.appeared_after
+            elif self.last_reload is not None:  # created or enabled while beat runs
+                plan.appeared_after = previous
+            # At start every schedule's cursor says what was fired: a slot missed while
+            # beat was down is late, and the grace decides (not "appeared at start").
             self.rows[row["id"]] = key
             self.plans[row["id"]] = plan
         for gone in set(self.plans) - seen:
