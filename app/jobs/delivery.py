@@ -14,8 +14,9 @@ installed Celery), in the pool process that runs it:
 
    * success: ``on_success`` → :meth:`Deliveries.succeeded`;
    * ``self.retry()`` (also Celery's ``autoretry_for``): ``Task.retry`` →
-     :meth:`Deliveries.retrying` lets go of the job *before* the next attempt is
-     published, then ``on_retry`` → :meth:`Deliveries.retried`, and no step 4
+     :meth:`Deliveries.retrying` ends the attempt and lets go of the job *before*
+     the next attempt is published, then ``on_retry`` → :meth:`Deliveries.retried`
+     records it, stamped with that earlier time, and no step 4
      (``RETRY`` is one of Celery's ``IGNORE_STATES``);
    * failure: ``on_failure`` → :meth:`Deliveries.failed`.
 
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: A delivery of a task without a hard time limit holds its job this long, seconds.
 LEASE_WITHOUT_LIMIT_S = 3600.0
+#: The request attribute that keeps when an attempt that retries ended.
+RETRIED_AT = "_conveyor_retried_at"
 
 F = TypeVar("F", bound=Callable[..., None])
 
@@ -234,7 +237,13 @@ class Deliveries:
         )
 
     def retrying(self, task: Any) -> None:
-        """Let go of the job before its next attempt is published, which may start at once."""
+        """Let go of the job before its next attempt is published, which may start at once.
+
+        The attempt ends now, and its ``retrying`` carries this time: recorded by
+        ``on_retry`` only after the publish, it would otherwise come later than the
+        next attempt's ``running`` (or even its ``completed``) and reopen the job.
+        """
+        setattr(task.request, RETRIED_AT, datetime.now(UTC))
         self.claims.release(task.request.id)
 
     @_never_raises
@@ -247,6 +256,7 @@ class Deliveries:
                 job_id=str(request.id),
                 to_status=JobStatus.RETRYING,
                 from_status=JobStatus.RUNNING,
+                at=getattr(request, RETRIED_AT, None) or datetime.now(UTC),
                 attempt=_attempt(request),
                 worker=_worker(request),
                 detail=error,

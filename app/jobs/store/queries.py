@@ -82,6 +82,14 @@ ON CONFLICT (id) DO UPDATE SET
         WHEN j.status IN ({_written_in(FINISHED)})
              AND EXCLUDED.status IN ({_written_in({JobStatus.QUEUED, JobStatus.SCHEDULED})})
              THEN j.status
+        -- Nor by news of an earlier attempt (a retry recorded late, another host's clock),
+        -- nor by a duplicate delivery of the attempt that finished it (found it running).
+        WHEN j.status IN ({_written_in(FINISHED)}) AND EXCLUDED.attempts < j.attempts
+             THEN j.status
+        WHEN j.status IN ({_written_in(FINISHED)})
+             AND EXCLUDED.status NOT IN ({_written_in(FINISHED)})
+             AND EXCLUDED.attempts <= j.attempts
+             THEN j.status
         WHEN EXCLUDED.status_at >= j.status_at THEN EXCLUDED.status
         ELSE j.status END,
     status_at = greatest(j.status_at, EXCLUDED.status_at),
