@@ -299,8 +299,10 @@ def test_stats_answer_from_the_hourly_statistics_while_fresh_else_count_live(
     created = api.ok("POST", "/jobs", 201, json=job)
     job_done(api, created["id"])
     live = api.ok("GET", "/stats")
-    assert live["hours"] == 24 and live["total"] == 1
-    assert live["by_handler"] == {"probe.record": 1}
+    # The beat behind the web process runs the default schedules: a slot that falls
+    # inside the test (the hourly statistics, say) adds its own job to the count.
+    assert live["hours"] == 24 and live["by_handler"]["probe.record"] == 1
+    assert live["total"] == sum(live["by_handler"].values())
     # What the hourly run caches, made recognisable: a count the ledger cannot give.
     stats = statistics.compute(24)
     cache = statistics.cache()
@@ -316,11 +318,13 @@ def test_stats_answer_from_the_hourly_statistics_while_fresh_else_count_live(
         milliseconds=1
     )
     other_window = api.ok("GET", "/stats", params={"hours": 1})
-    assert other_window["total"] == 1, "the cache holds 24 hours: 1 hour is counted live"
+    assert other_window["by_handler"]["probe.record"] == 1, "the cache holds 24 hours only"
+    assert "cached.marker" not in other_window["by_handler"], "1 hour is counted live"
 
     cache.pexpire(statistics.CACHE_KEY, 1)
     wait_for(
-        lambda: api.ok("GET", "/stats")["by_handler"] == {"probe.record": 1},
+        lambda: (counted := api.ok("GET", "/stats")["by_handler"]).get("probe.record") == 1
+        and "cached.marker" not in counted,
         10,
         "the live count once the cached statistics expired",
     )
