@@ -30,6 +30,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"--hostname={args.hostname}",
         f"--loglevel={settings.log_level}",
         "--task-events",
+        # Gossip (other workers' events, for Celery's elections and clock sync) is not
+        # used, and it decodes what anyone publishes on the event exchange outside
+        # Celery's error handling: a pickled event would stop the worker.
+        "--without-gossip",
         *args.extra,
     ]
     app.worker_main(argv)

@@ -127,6 +127,9 @@ class WorkerSettings(BaseModel):
     max_memory_per_child_kib: int = Field(default=512_000, ge=1024)
     #: Seconds a cold shutdown (SIGQUIT) still gives running tasks before ending them.
     soft_shutdown_timeout_s: float = Field(default=60.0, ge=0)
+    #: Longest a task event (for Flower and monitors) waits to go out with others, seconds;
+    #: 0: each turn of the worker's event loop sends what it has, as plain Celery does.
+    events_flush_s: float = Field(default=0.1, ge=0, le=5)
 
     @model_validator(mode="after")
     def _soft_below_hard(self) -> Self:

@@ -24,6 +24,10 @@ its next gate call (the next claim, or the recorder's next batch). One that
 Redis did not run (a dropped connection, a lost script cache) is sent again
 then; PostgreSQL's batch is only cleared from the gate after that.
 
+``conveyor:gate:held`` (a hash) has, per worker, the jobs it said it held at its last
+heartbeat (received, reserved or running) and when: what tells a dead worker's
+unacknowledged messages from a live one's (:mod:`app.jobs.unacked`).
+
 ``conveyor:gate:since`` is when this Redis began remembering (set once, from the
 server's clock). A delivery the gate sees first, of a message published before
 that or more than the key lifetime ago, or marked redelivered, is checked in
@@ -52,6 +56,7 @@ logger = logging.getLogger(__name__)
 PREFIX = "conveyor:gate:"
 SINCE = PREFIX + "since"
 UNFLUSHED = PREFIX + "unflushed"
+HELD = PREFIX + "held"
 #: Seconds between a producer's attempts to reach an unreachable gate.
 EPOCH_RETRY_S = 30.0
 #: Outcomes sent without waiting, at most, before one call waits for their replies.
@@ -511,6 +516,30 @@ class Gate:
         if status and "status" not in outcome:
             outcome["status"] = _text(status)
         return outcome
+
+    def report_held(self, node: str, job_ids: Iterable[str]) -> None:
+        """Say which jobs worker ``node`` holds now: received, reserved or running."""
+        report = {"at": time.time(), "jobs": sorted(job_ids)}
+        self.client().hset(HELD, node, json.dumps(report))
+
+    def forget_held(self, node: str) -> None:
+        """Worker ``node`` stopped: it holds nothing."""
+        self.client().hdel(HELD, node)
+
+    def held(self, within_s: float) -> set[str]:
+        """The jobs workers said they held in the last ``within_s`` seconds; older reports
+        (workers gone) are dropped. Reports carry their writer's clock."""
+        client = self.client()
+        now, jobs, stale = time.time(), set[str](), []
+        for node, raw in client.hgetall(HELD).items():
+            report = json.loads(raw)
+            if now - report["at"] > within_s:
+                stale.append(node)
+            else:
+                jobs.update(report["jobs"])
+        if stale:
+            client.hdel(HELD, *stale)
+        return jobs
 
     def give_back(self, job_id: str) -> None:
         """Put an adopted outcome back for a later try (PostgreSQL refused it)."""

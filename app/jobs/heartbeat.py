@@ -11,6 +11,11 @@ the claim acknowledges whichever delivery comes second.
 Outcomes a dead process left in the delivery gate are written first
 (:func:`reconcile`): by each worker for its own machine's processes, every second,
 and by recovery for silent workers.
+
+With each beat a worker also says in the gate which jobs it holds, and on Redis
+hands back the messages no live worker holds that were delivered more than the
+recovery bound ago (:mod:`app.jobs.unacked`): what a killed worker had received
+but not finished, which Redis would otherwise keep for its visibility timeout.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from typing import Any
 import psutil
 import psycopg
 import redis
+from celery import Celery
 
 from app.db import engine
 from app.jobs.gate import Holder, gate
 from app.jobs.recorder import Transition, write_adopted
 from app.jobs.store import workers
+from app.jobs.unacked import held_here, restore_unheld
 from config.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -129,14 +136,19 @@ def largest_rss() -> int | None:
 class Heartbeat:
     """The worker's pulse, and the sweep for jobs lost with a silent worker."""
 
-    def __init__(self, hostname: str, queues: list[str]) -> None:
+    def __init__(self, hostname: str, queues: list[str], app: Celery | None = None) -> None:
+        """``app``: the worker's Celery app, whose broker's unacknowledged messages this
+        worker looks after with the others (None: only the ledger's ``running`` jobs)."""
         ledger = get_settings().ledger
         self.hostname = hostname
         self.queues = ",".join(queues)
         self.interval_s = ledger.heartbeat_interval_s
         self.recovery_after_s = ledger.recovery_after_s
+        self.app = app
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Since when this worker's reports of what it holds have all reached the gate.
+        self._reporting_since: float | None = None
 
     def beat(self) -> None:
         """Say this worker is alive, and how much memory its largest process holds."""
@@ -146,6 +158,25 @@ class Heartbeat:
     def recover(self) -> list[Any]:
         """Hand back jobs left ``running`` by workers not heard from; return their ids."""
         return recover_lost_jobs(self.recovery_after_s)
+
+    def report_held(self) -> None:
+        """Say in the gate what this worker holds; then, once every report for a whole
+        recovery bound has gone through (so every live worker's has too, barring theirs
+        failing), hand back the broker's messages no worker holds."""
+        if self.app is None:
+            return
+        try:
+            gate.report_held(self.hostname, held_here())
+        except redis.RedisError as exc:
+            self._reporting_since = None
+            logger.warning("could not say which jobs this worker holds: %s", exc)
+            return
+        now = time.monotonic()
+        if self._reporting_since is None:
+            self._reporting_since = now
+        if now - self._reporting_since >= self.recovery_after_s:
+            held = gate.held(self.recovery_after_s)
+            restore_unheld(self.app, held, self.recovery_after_s)
 
     def _run(self) -> None:
         failures = 0
@@ -159,6 +190,7 @@ class Heartbeat:
                 if time.monotonic() < next_beat:
                     continue
                 next_beat = time.monotonic() + self.interval_s
+                self._guarded(self.report_held)
                 self.beat()
                 if failures:
                     reachable_since = time.monotonic()
@@ -172,8 +204,17 @@ class Heartbeat:
                 if failures in (1, 10) or failures % 100 == 0:
                     logger.warning("heartbeat failed (%d in a row): %s", failures, exc)
 
+    @staticmethod
+    def _guarded(step: Callable[[], Any]) -> None:
+        """Run ``step``; a failure is logged, and the beat goes on."""
+        try:
+            step()
+        except Exception as exc:
+            logger.warning("%s failed: %s", step.__name__, exc)
+
     def start(self) -> None:
         """Beat now, then every interval in a thread."""
+        self._guarded(self.report_held)
         try:
             self.beat()
         except Exception as exc:
@@ -190,6 +231,8 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        if self.app is not None:
+            self._guarded(lambda: gate.forget_held(self.hostname))
         try:
             reconcile(Holder.dead_here, 0)
         except Exception as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Collection
 
 import pytest
 
@@ -78,3 +80,81 @@ def test_outcomes_a_killed_worker_had_not_written_are_kept_and_not_run_again(
     history = service.history(jobs["unwritten0"])
     assert history[-1]["to_status"] == "completed"
     assert "its worker process was gone" in (history[-1]["detail"] or "")
+
+
+def backlog(service: JobService, prefix: str, n: int = 300) -> dict[str, str]:
+    """``n`` short jobs on ``default``, by effect key."""
+    return {
+        f"{prefix}{index}": service.enqueue(
+            "probe.record", {"key": f"{prefix}{index}", "sleep_s": 0.05}
+        )
+        for index in range(n)
+    }
+
+
+def each_done_once(
+    effects: Effects, prefix: str, keys: dict[str, str], killed: Collection[int] = ()
+) -> None:
+    """Every job of ``keys`` done once, but for the one each ``killed`` pool process
+    (by pid) may have been cut off in: its task's effect was its last act, the kill
+    came before the outcome reached the gate, and the job ran again, as promised of a
+    task whose process dies mid-run. Any other second run is a duplicate."""
+    rows = effects.rows(prefix)
+    last = {pid: (key, phase) for key, phase, pid, _retries, _at in rows}
+    cut_off = {key for pid, (key, phase) in last.items() if pid in killed and phase == "done"}
+    done = Counter(key for key, phase, *_ in rows if phase == "done")
+    wrong = {key: done[key] for key in keys if done[key] != 1}
+    assert {key: n for key, n in wrong.items() if not (n == 2 and key in cut_off)} == {}, (
+        "not done exactly once"
+    )
+
+
+def test_a_whole_worker_killed_mid_backlog_loses_no_job_it_had_received(
+    broker: Broker, effects: Effects
+) -> None:
+    """What the killed worker had received but the ledger did not show running (reserved,
+    or started with its ``running`` still in the recorder's batch) comes back too, though
+    Redis's visibility timeout is the default hour."""
+    service = JobService()
+    doomed = Worker(broker.url, queues="default", concurrency=2, env=FAST_RECOVERY).start()
+    keys = backlog(service, "whole")
+    wait_for(lambda: len(effects.rows("whole", "done")) >= 60, 60, "60 jobs done")
+    killed = doomed.pool_pids()
+    doomed.kill()
+    killed_at = time.monotonic()
+    time.sleep(5)
+    with Worker(broker.url, queues="default", concurrency=2, env=FAST_RECOVERY):
+        wait_for(
+            lambda: len(effects.rows("whole", "done")) >= len(keys),
+            FAST_RECOVERY_BOUND_S * 2 + 60,
+            "every job done",
+        )
+        recovered_in = time.monotonic() - killed_at
+        time.sleep(2)  # room for a duplicate run to show itself
+    each_done_once(effects, "whole", keys, killed)
+    # Its own start, then a recovery bound for the new worker's reports, then a heartbeat.
+    assert recovered_in < 5 + 2 * FAST_RECOVERY_BOUND_S + 30, f"took {recovered_in:.1f}s"
+
+
+def test_one_of_three_workers_killed_for_good_loses_no_job(
+    broker: Broker, effects: Effects
+) -> None:
+    service = JobService()
+    with (
+        Worker(broker.url, queues="default", concurrency=1, name="kept1", env=FAST_RECOVERY),
+        Worker(broker.url, queues="default", concurrency=1, name="kept2", env=FAST_RECOVERY),
+    ):
+        doomed = Worker(
+            broker.url, queues="default", concurrency=1, name="doomed", env=FAST_RECOVERY
+        ).start()
+        keys = backlog(service, "third")
+        wait_for(lambda: len(effects.rows("third", "done")) >= 60, 60, "60 jobs done")
+        killed = doomed.pool_pids()
+        doomed.kill()
+        wait_for(
+            lambda: len(effects.rows("third", "done")) >= len(keys),
+            FAST_RECOVERY_BOUND_S * 2 + 60,
+            "every job done",
+        )
+        time.sleep(2)
+    each_done_once(effects, "third", keys, killed)

@@ -323,3 +323,48 @@ def test_an_outcome_is_confirmed_before_its_written_copy_is_cleared(
     assert admin.hget(job_key(job), "s") == b"completed"
     assert admin.hget(job_key(job), "o") is None, "the written copy is cleared"
     assert admin.zscore(UNFLUSHED, job) is None
+
+
+@pytest.mark.parametrize(
+    ("attempt", "late"),
+    [
+        # Another host's retry of attempt 2, its clock a little ahead, written later.
+        (3, ("retrying", "running", 2, "500")),
+        # A second copy of the message, claimed while the first still held the job.
+        (1, ("running", "running", 1, "dup")),
+    ],
+    ids=["an earlier attempt's retry", "a duplicate that found it running"],
+)
+def test_news_written_late_never_reopens_a_finished_job(
+    attempt: int, late: tuple[str, str, int, str]
+) -> None:
+    from app.jobs import lifecycle
+
+    job, recorder = job_id(), lifecycle.recorder()
+    now = datetime.now(UTC)
+    recorder.record(Transition(job, "running", "queued", at=now, attempt=attempt))
+    finished_at = now + timedelta(milliseconds=5)
+    recorder.record(Transition(job, "completed", "running", at=finished_at, attempt=attempt))
+    assert recorder.drain()
+    to_status, from_status, late_attempt, detail = late
+    at = now + timedelta(milliseconds=50)
+    recorder.record(
+        Transition(job, to_status, from_status, at=at, attempt=late_attempt, detail=detail)
+    )
+    assert recorder.drain()
+    row = ledger_row(job)
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("completed", attempt)
+    assert (to_status, detail) in events(job), "the late news is in the history all the same"
+
+
+def test_what_workers_hold_counts_only_reports_within_the_window() -> None:
+    gate.client().delete("conveyor:gate:held")
+    gate.report_held("live@host", ["a", "b"])
+    gate.report_held("gone@host", ["c"])
+    stale = json.dumps({"at": time.time() - 120, "jobs": ["c"]})
+    gate.client().hset("conveyor:gate:held", "gone@host", stale)
+    assert gate.held(60) == {"a", "b"}
+    assert gate.client().hkeys("conveyor:gate:held") == [b"live@host"], "the stale report went"
+    gate.forget_held("live@host")
+    assert gate.held(60) == set()
