@@ -18,8 +18,23 @@ def _django() -> None:
     django.setup()
 
 
+def _redis_may_evict(process: str) -> bool:
+    """True (said on stderr) when a Redis in use may evict keys and the settings refuse it."""
+    from app.errors import EvictingRedis
+    from app.redis_memory import check_at_startup
+
+    try:
+        check_at_startup(process)
+    except EvictingRedis as exc:
+        print(f"conveyor: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery worker on the given queues (all five by default)."""
+    if _redis_may_evict("worker"):
+        return 2
     from app.celery import app
 
     settings = get_settings()
@@ -42,6 +57,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     """Celery Beat reading its schedules from the database."""
+    if _redis_may_evict("beat"):
+        return 2
     _django()
     from app.celery import app
 
@@ -82,6 +99,8 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 def cmd_web(args: argparse.Namespace) -> int:
     """The web process under gunicorn."""
+    if _redis_may_evict("web"):
+        return 2
     settings = get_settings()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.django_settings")
     argv = [
@@ -100,6 +119,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_services(args: argparse.Namespace) -> int:
     """The long-running services, one thread each; the exit code says how they ended."""
+    if _redis_may_evict("services"):
+        return 2
     from app.services.supervisor import run
 
     only = [name.strip() for name in (args.only or "").split(",") if name.strip()]

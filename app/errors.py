@@ -48,8 +48,33 @@ class BrokerUnavailable(ConveyorError, OperationalError, ConnectionError):
 
     def __init__(self, broker_url: str, timeout_s: float, reason: object) -> None:
         self.broker_url = broker_url
+        super().__init__(f"broker {broker_url} {self._state(timeout_s)}: {reason}")
+
+    @staticmethod
+    def _state(timeout_s: float) -> str:
+        return f"is unavailable (gave up after {timeout_s:g}s)"
+
+
+class BrokerFull(BrokerUnavailable):
+    """The broker refused a message because it is out of memory (Redis at ``maxmemory``
+    under ``noeviction``); it takes messages again once memory frees."""
+
+    @staticmethod
+    def _state(timeout_s: float) -> str:
+        return (
+            "is out of memory and refuses new jobs until memory frees "
+            "(consume or purge what it holds, or raise its maxmemory)"
+        )
+
+
+class EvictingRedis(ConveyorError, RuntimeError):
+    """A Redis Conveyor uses may evict keys (its ``maxmemory-policy`` is not ``noeviction``)."""
+
+    def __init__(self, process: str, found: list[str]) -> None:
+        self.found = found
         super().__init__(
-            f"broker {broker_url} is unavailable (gave up after {timeout_s:g}s): {reason}"
+            f"{process} refuses to start: {'; '.join(found)}; or set "
+            "CONVEYOR_BROKER__EVICTING_REDIS=warn to start anyway"
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from kombu.exceptions import EncodeError, OperationalError
 from kombu.utils import json as kombu_json
 
-from app.errors import BrokerUnavailable, NotJsonSerializable, UnknownTask
+from app.errors import BrokerFull, BrokerUnavailable, NotJsonSerializable, UnknownTask
 from config.settings import Settings, mask_url
 
 
@@ -74,8 +74,25 @@ def publishing(celery_app: Any, name: str, args: Any, kwargs: Any) -> Iterator[N
         # Only on failure do we pay for finding which argument it was.
         path, value = first_non_json(args, kwargs)
         raise NotJsonSerializable(name, path, value) from exc
-    except (OperationalError, ConnectionError, TimeoutError, OSError) as exc:
+    except Exception as exc:
+        full = out_of_memory(exc)
+        if not full and not isinstance(
+            exc, (OperationalError, ConnectionError, TimeoutError, OSError)
+        ):
+            raise
         settings: Settings = celery_app.conf.conveyor_settings
-        raise BrokerUnavailable(
-            mask_url(settings.broker_url), publish_timeout_s(settings), exc
-        ) from exc
+        error = BrokerFull if full else BrokerUnavailable
+        raise error(mask_url(settings.broker_url), publish_timeout_s(settings), exc) from exc
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """True when ``exc``, or an error it was raised from, is Redis's out-of-memory reply
+    (``OOM command not allowed when used memory > 'maxmemory'``)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # kombu and redis-py chain a few errors deep at most
+        if seen is None:
+            return False
+        if type(seen).__name__ == "OutOfMemoryError" or str(seen).startswith("OOM "):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

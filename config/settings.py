@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -63,6 +63,9 @@ class BrokerSettings(BaseModel):
     publish_max_retries: int = Field(default=3, ge=0, le=100)
     #: Redis: seconds before an unacknowledged message is handed to another worker.
     visibility_timeout_s: int = Field(default=3600, gt=0)
+    #: What a process does on starting against a Redis (broker, or cache and delivery
+    #: gate) whose ``maxmemory-policy`` may evict keys: ``refuse`` to start, or ``warn``.
+    evicting_redis: Literal["refuse", "warn"] = "refuse"
 
     @field_validator("url")
     @classmethod

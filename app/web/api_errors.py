@@ -23,6 +23,7 @@ from sqlalchemy.exc import DataError as SqlDataError
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from app.errors import (
+    BrokerFull,
     BrokerUnavailable,
     ConveyorError,
     GateUnavailable,
@@ -116,6 +117,8 @@ def from_conveyor(exc: Exception, prefix: str = "payload", schedule: str = "sche
         return ApiError(409, "invalid_transition", str(exc))
     if isinstance(exc, JobNameTaken):
         return ApiError(409, "conflict", str(exc), "job_id")
+    if isinstance(exc, BrokerFull):
+        return ApiError(503, "broker_full", str(exc))
     if isinstance(exc, BrokerUnavailable):
         return ApiError(503, "broker_unavailable", str(exc))
     if isinstance(exc, GateUnavailable):

@@ -1,6 +1,7 @@
 """``/health/live`` (the process answers) and ``/health/ready`` (it can do its job).
 
-Readiness checks the broker, the database, the cache Redis, a live worker on each
+Readiness checks the broker, the database, the cache Redis (and that no Redis in use
+may evict keys, :mod:`app.redis_memory`), a live worker on each
 queue, a beat leader, that no queue holding work has stopped being consumed, and that
 no service of the services runtime is down (failed, with no host running it; checked
 once a services process has written its rows).
@@ -21,6 +22,7 @@ from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 from sqlalchemy import text
 
+from app import redis_memory
 from app.celery import app
 from app.db import engine
 from app.jobs.store import figures
@@ -177,6 +179,9 @@ def _redis() -> dict[str, Any]:
         client.ping()
     finally:
         client.close()
+    found = redis_memory.evicting(timeout_s=PROBE_TIMEOUT_S)
+    if found:
+        raise CheckFailed("; ".join(found), evicting=found)
     return {}
 
 

@@ -323,8 +323,10 @@ def test_stats_answer_from_the_hourly_statistics_while_fresh_else_count_live(
 
     cache.pexpire(statistics.CACHE_KEY, 1)
     wait_for(
-        lambda: (counted := api.ok("GET", "/stats")["by_handler"]).get("probe.record") == 1
-        and "cached.marker" not in counted,
+        lambda: (
+            (counted := api.ok("GET", "/stats")["by_handler"]).get("probe.record") == 1
+            and "cached.marker" not in counted
+        ),
         10,
         "the live count once the cached statistics expired",
     )
