@@ -44,7 +44,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from celery.exceptions import Ignore, Reject
+from celery.exceptions import Ignore, Reject, Retry
 
 from app.jobs.claim import Claims, claims
 from app.jobs.lifecycle import RECORDED_HEADER, SENT_HEADER, recorder
@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: A delivery of a task without a hard time limit holds its job this long, seconds.
 LEASE_WITHOUT_LIMIT_S = 3600.0
+#: What Celery's ``Retry`` says of a delivery it cancelled on connection loss.
+CANCELLED = "cancelled by Celery"
 #: The request attribute that keeps when an attempt that retries ended.
 RETRIED_AT = "_conveyor_retried_at"
 
@@ -80,6 +82,23 @@ def _worker(request: Any) -> str:
 
 def _attempt(request: Any) -> int:
     return int(getattr(request, "retries", 0) or 0) + 1
+
+
+def retry_reason(exc: BaseException | None) -> str:
+    """What ended an attempt that is retried, for the ledger: the error it was retried
+    for, or what Celery said when it cancelled the attempt (never ``NoneType: None``)."""
+    if isinstance(exc, Retry):
+        if exc.exc is not None:
+            return retry_reason(exc.exc)
+        if str(exc.message) == CANCELLED:
+            return (
+                f"{CANCELLED}: the worker lost its broker connection while this attempt ran; "
+                "the message is delivered again"
+            )
+        return f"retry requested: {exc.message or 'no reason given'}"
+    if exc is None:
+        return "retry requested without an error"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Deliveries:
@@ -247,17 +266,25 @@ class Deliveries:
         self.claims.release(task.request.id)
 
     @_never_raises
-    def retried(self, task: Any, exc: BaseException | None) -> None:
-        """An attempt failed and another is scheduled: ``retrying``."""
+    def retried(self, task: Any, exc: BaseException | None, task_id: str | None = None) -> None:
+        """An attempt failed and another is scheduled: ``retrying``.
+
+        Also called by the worker's main process when it cancels the deliveries that
+        were running as its broker connection dropped (Celery's
+        ``worker_cancel_long_running_tasks_on_connection_loss``): there ``task.request``
+        is not that delivery's, ``task_id`` is, and the broker delivers it again.
+        """
         request = task.request
-        error = f"{type(exc).__name__}: {exc}"
+        job_id = task_id or str(request.id)
+        here = str(request.id) == job_id
+        error = retry_reason(exc)
         self.recorder().record(
             Transition(
-                job_id=str(request.id),
+                job_id=job_id,
                 to_status=JobStatus.RETRYING,
                 from_status=JobStatus.RUNNING,
-                at=getattr(request, RETRIED_AT, None) or datetime.now(UTC),
-                attempt=_attempt(request),
+                at=(getattr(request, RETRIED_AT, None) if here else None) or datetime.now(UTC),
+                attempt=_attempt(request) if here else 0,
                 worker=_worker(request),
                 detail=error,
                 job={"last_error": error},

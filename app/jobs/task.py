@@ -104,7 +104,7 @@ class ConveyorTask(Task[Any, Any]):
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         """Record ``retrying``."""
-        deliveries.retried(self, exc)
+        deliveries.retried(self, exc, task_id)
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

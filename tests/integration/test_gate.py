@@ -332,8 +332,14 @@ def test_an_outcome_is_confirmed_before_its_written_copy_is_cleared(
         (3, ("retrying", "running", 2, "500")),
         # A second copy of the message, claimed while the first still held the job.
         (1, ("running", "running", 1, "dup")),
+        # The worker's main process cancelled it as its broker connection dropped.
+        (1, ("retrying", "running", 0, "cancelled by Celery")),
     ],
-    ids=["an earlier attempt's retry", "a duplicate that found it running"],
+    ids=[
+        "an earlier attempt's retry",
+        "a duplicate that found it running",
+        "a cancel on connection loss",
+    ],
 )
 def test_news_written_late_never_reopens_a_finished_job(
     attempt: int, late: tuple[str, str, int, str]

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from app.jobs.delivery import Deliveries
+from celery.exceptions import Retry
+
+from app.jobs.delivery import Deliveries, retry_reason
 from app.jobs.models import JobStatus
 from app.jobs.recorder import Transition, fold
 
@@ -63,3 +65,27 @@ def test_a_retry_recorded_after_the_next_attempt_finished_does_not_reopen_the_jo
     (row,) = fold(kept.transitions)
     assert row["status"] == JobStatus.COMPLETED
     assert row["attempts"] == 2
+
+
+def test_a_delivery_cancelled_on_connection_loss_is_recorded_for_its_job_with_why() -> None:
+    claims, kept = Released(), Kept()
+    deliveries = Deliveries(claims, lambda: kept)  # type: ignore[arg-type]
+    # The worker's main process: its task.request is no delivery's.
+    main = SimpleNamespace(request=SimpleNamespace(id=None, retries=None, hostname=None))
+    deliveries.retried(main, Retry(message="cancelled by Celery"), "job-7")
+    (cancelled,) = kept.transitions
+    assert cancelled.job_id == "job-7"
+    assert cancelled.to_status == JobStatus.RETRYING
+    assert cancelled.detail == (
+        "cancelled by Celery: the worker lost its broker connection while this attempt ran; "
+        "the message is delivered again"
+    )
+    # Attempt 0: the ledger does not let it reopen a job whose attempt finished meanwhile
+    # (the pool process's own batch; tests/integration/test_gate.py, late news).
+    assert cancelled.attempt == 0
+
+
+def test_a_retry_without_an_error_says_so() -> None:
+    assert retry_reason(None) == "retry requested without an error"
+    assert retry_reason(Retry(exc=TimeoutError("partner API"))) == "TimeoutError: partner API"
+    assert retry_reason(RuntimeError("HTTP 500")) == "RuntimeError: HTTP 500"
