@@ -11,7 +11,8 @@ facts                                   verdict
 the gate or the ledger says finished    ``FINISHED``: acknowledge, do not run
 another live delivery holds the job     ``BUSY``: deliver it again later
 its holder is gone                      taken over, then as a fresh claim
-a count the gate may have forgotten     checked against the ledger's count
+a count the gate may have forgotten,    checked against the ledger's row
+or a delivery after another
 deliveries beyond one per attempt       ``OVER_CAP`` past ``max_redeliveries``
 everything else                         ``RUN``
 ======================================  =========================================
@@ -85,15 +86,18 @@ def trusted(
     now: float,
     ttl_s: float,
 ) -> bool:
-    """Whether the gate's count of a delivery can stand without the ledger's.
+    """Whether the gate's word on a delivery can stand without the ledger's.
 
-    It can once the gate has counted a delivery before this one, or when the
-    broker does not call it a redelivery and its message was published after the
-    gate began remembering (``since``) and well within the gate's key lifetime
-    (``ttl_s``), so any earlier delivery would still be counted there.
+    It can for a first delivery the broker does not call a redelivery, whose
+    message was published after the gate began remembering (``since``) and well
+    within the gate's key lifetime (``ttl_s``), so any earlier delivery would be
+    counted there. A delivery after another (a redelivery, a takeover from a dead
+    holder, a retry) is checked in PostgreSQL: the earlier one may have ended with
+    an outcome the gate could not take (a full or failing Redis), which its
+    process wrote to the ledger.
     """
     if deliveries > 1:
-        return True
+        return False
     return (
         not redelivered
         and sent_at is not None

@@ -116,6 +116,26 @@ def test_a_lock_left_by_a_dead_process_of_this_machine_is_taken_over(
     claims.release(job)
 
 
+def test_an_outcome_the_gate_refused_is_found_in_the_ledger_by_the_next_delivery(
+    make_claims: Callable[[], Claims],
+) -> None:
+    from app.jobs import lifecycle
+
+    first, job = make_claims(), job_id()
+    assert claim(first, job, node="w1") is Verdict.RUN
+    # The gate refused the outcome (a full Redis): its process wrote it to the ledger
+    # alone, and its lock stayed. The message comes back (its ack was refused too).
+    recorder = lifecycle.recorder()
+    recorder.record(Transition(job, "running", "queued", attempt=1, worker="w1"))
+    recorder.record(Transition(job, "completed", "running", attempt=1, worker="w1"))
+    assert recorder.drain()
+    assert gate.client().hget(job_key(job), "s") is None, "the gate does not know it"
+    # The next delivery takes the lock over from the holder (this very process, which
+    # runs one delivery at a time) and must not run the job again.
+    assert claim(make_claims(), job, node="w2", redelivered=True) is Verdict.FINISHED
+    assert gate.client().hget(job_key(job), "s") == b"completed", "now the gate knows"
+
+
 def test_deliveries_over_the_cap_are_refused_and_each_attempt_may_be_delivered_anew(
     monkeypatch: pytest.MonkeyPatch, make_claims: Callable[[], Claims]
 ) -> None:

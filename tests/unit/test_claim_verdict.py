@@ -58,7 +58,9 @@ def test_a_holder_is_gone_only_when_this_machine_or_the_ledger_can_tell(
 @pytest.mark.parametrize(
     ("deliveries", "redelivered", "sent_at", "since", "expected"),
     [
-        (2, True, None, NOW, True),  # the gate counted one before: its count stands
+        # A delivery after another: the earlier one's outcome may be in the ledger alone.
+        (2, True, None, NOW, False),
+        (2, False, NOW - 5, NOW - DAY, False),
         (1, False, NOW - 5, NOW - DAY, True),  # fresh, sent after the gate began remembering
         (1, True, NOW - 5, NOW - DAY, False),  # the broker calls it a redelivery
         (1, False, None, NOW - DAY, False),  # no publish time: cannot tell
